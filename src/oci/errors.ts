@@ -1,0 +1,142 @@
+/**
+ * Typed errors of the OCI layer. Recognise them with `instanceof` plus the literal `code`;
+ * every wrapper chains the original error as `cause`.
+ */
+
+/** Error codes of the distribution spec: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes */
+export type DistributionErrorCode =
+  | 'BLOB_UNKNOWN'
+  | 'BLOB_UPLOAD_INVALID'
+  | 'BLOB_UPLOAD_UNKNOWN'
+  | 'DIGEST_INVALID'
+  | 'MANIFEST_BLOB_UNKNOWN'
+  | 'MANIFEST_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'NAME_UNKNOWN'
+  | 'SIZE_INVALID'
+  | 'UNAUTHORIZED'
+  | 'DENIED'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS'
+  | (string & {});
+
+export interface DistributionErrorDetail {
+  code: DistributionErrorCode;
+  message: string;
+  detail?: unknown;
+}
+
+export class OciError extends Error {
+  readonly code: string = 'OCI_ERROR';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class NotFoundError extends OciError {
+  override readonly code = 'NOT_FOUND';
+}
+
+export class DigestMismatchError extends OciError {
+  override readonly code = 'DIGEST_MISMATCH';
+  constructor(
+    readonly what: string,
+    readonly expected: string,
+    readonly actual: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${what}: expected ${expected}, got ${actual}`, options);
+  }
+}
+
+export class SizeLimitError extends OciError {
+  override readonly code = 'SIZE_LIMIT';
+  constructor(
+    readonly what: string,
+    readonly limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(`${what} is larger than the limit of ${limit} bytes`, options);
+  }
+}
+
+export class UnsupportedError extends OciError {
+  override readonly code = 'UNSUPPORTED';
+}
+
+/** A malformed reference, channel URL or name: a usage error (exit status 2). */
+export class InvalidReferenceError extends OciError {
+  override readonly code = 'INVALID_REFERENCE';
+}
+
+/** The registry broke the protocol: a missing header, a body of the wrong shape, a redirect loop. */
+export class ProtocolError extends OciError {
+  override readonly code = 'PROTOCOL';
+}
+
+/** An unexpected HTTP status, with the registry's own error list. The URL never holds credentials. */
+export class RegistryError extends OciError {
+  override readonly code = 'REGISTRY';
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly status: number,
+    readonly errors: DistributionErrorDetail[] = [],
+    options?: ErrorOptions,
+  ) {
+    const first = errors[0];
+    const what = first ? `${first.code}: ${first.message}` : httpStatusText(status);
+    super(`${method} ${url} answered ${status} (${what})`, options);
+  }
+
+  /** True when the registry's body names this distribution error code. */
+  has(code: DistributionErrorCode): boolean {
+    return this.errors.some((e) => e.code === code);
+  }
+}
+
+/** Where a copy failed: reading the source or writing the destination. */
+export class CopyError extends OciError {
+  override readonly code = 'COPY';
+  constructor(
+    readonly origin: 'source' | 'destination',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${origin}: ${message}`, options);
+  }
+}
+
+function httpStatusText(status: number): string {
+  const texts: Record<number, string> = {
+    400: 'bad request',
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'not found',
+    405: 'method not allowed',
+    408: 'request timeout',
+    409: 'conflict',
+    413: 'payload too large',
+    416: 'range not satisfiable',
+    429: 'too many requests',
+    500: 'internal server error',
+    502: 'bad gateway',
+    503: 'service unavailable',
+    504: 'gateway timeout',
+  };
+  return texts[status] ?? 'unexpected status';
+}
+
+/** The message of an error and of every cause below it, one per line. */
+export function describeError(err: unknown): string {
+  const lines: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
+    const text = current instanceof Error ? current.message : String(current);
+    if (!lines.includes(text)) lines.push(text);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return lines.join('\n  caused by: ');
+}
