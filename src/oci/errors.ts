@@ -79,6 +79,8 @@ export class ProtocolError extends OciError {
 /** An unexpected HTTP status, with the registry's own error list. The URL never holds credentials. */
 export class RegistryError extends OciError {
   override readonly code = 'REGISTRY';
+  /** The Retry-After header, when the registry sent one. */
+  retryAfter?: string;
   constructor(
     readonly method: string,
     readonly url: string,

@@ -1,0 +1,88 @@
+/**
+ * The artifacts a validate or promote run is asked about, from any of the forms users have:
+ * `--artifact <subdir>/<file>=<sha256>`, the result document `upload` or `validate` wrote, or
+ * conda-forge's `outputs` map `{"<subdir>/<file>": "<sha256>"}` (also inside a
+ * repository_dispatch payload).
+ */
+import { InvalidReferenceError } from '../oci/errors.js';
+import { checkSubdir } from '../oci/reference.js';
+import { parseArtifactFileName } from '../conda/naming.js';
+
+export interface RequestedArtifact {
+  subdir: string;
+  file: string;
+  /** The sha256 the requester claims, lower-case hex. */
+  sha256: string;
+}
+
+/** Identity of a request: `<subdir>/<file>`. */
+export function artifactKey(artifact: { subdir: string; file: string }): string {
+  return `${artifact.subdir}/${artifact.file}`;
+}
+
+function requested(key: string, sha256: unknown, where: string): RequestedArtifact {
+  const slash = key.indexOf('/');
+  if (slash <= 0) throw new InvalidReferenceError(`${where}: "${key}" is not of the form <subdir>/<file>`);
+  const subdir = checkSubdir(key.slice(0, slash));
+  const file = key.slice(slash + 1);
+  parseArtifactFileName(file);
+  if (typeof sha256 !== 'string' || !/^[a-fA-F0-9]{64}$/.test(sha256.replace(/^sha256:/, ''))) {
+    throw new InvalidReferenceError(`${where}: the sha256 of ${key} is not 64 hex characters`);
+  }
+  return { subdir, file, sha256: sha256.replace(/^sha256:/, '').toLowerCase() };
+}
+
+/** `--artifact linux-64/foo-1.0-0.conda=<sha256>` */
+export function parseArtifactFlag(value: string): RequestedArtifact {
+  const eq = value.lastIndexOf('=');
+  if (eq <= 0) throw new InvalidReferenceError(`--artifact "${value}" is not of the form <subdir>/<file>=<sha256>`);
+  return requested(value.slice(0, eq), value.slice(eq + 1), '--artifact');
+}
+
+/**
+ * A JSON document in any accepted shape: a command result (`{artifacts: [...]}`), a bare list of
+ * results, conda-forge's outputs map, or a dispatch payload holding one of those.
+ */
+export function parseArtifactDocument(value: unknown, where: string): RequestedArtifact[] {
+  if (typeof value === 'string') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      throw new InvalidReferenceError(`${where} is not JSON`);
+    }
+    return parseArtifactDocument(parsed, where);
+  }
+  if (Array.isArray(value)) {
+    return value.map((entry, i) => {
+      if (entry === null || typeof entry !== 'object') throw new InvalidReferenceError(`${where}: entry ${i} is not an object`);
+      const e = entry as Record<string, unknown>;
+      if (typeof e.subdir !== 'string' || typeof e.file !== 'string') throw new InvalidReferenceError(`${where}: entry ${i} lacks subdir and file`);
+      return requested(`${e.subdir}/${e.file}`, e.sha256, where);
+    });
+  }
+  if (value === null || typeof value !== 'object') throw new InvalidReferenceError(`${where} is neither a list of artifacts nor an outputs map`);
+  const obj = value as Record<string, unknown>;
+  if (Array.isArray(obj.artifacts)) {
+    // A result document: failed uploads carry no sha256 and are not requests.
+    return parseArtifactDocument(
+      obj.artifacts.filter((a) => (a as { status?: string })?.status !== 'failed' && (a as { status?: string })?.status !== 'skipped'),
+      where,
+    );
+  }
+  if (obj.outputs !== undefined) return parseArtifactDocument(obj.outputs, where);
+  if (obj.client_payload !== undefined) return parseArtifactDocument(obj.client_payload, where);
+  return Object.entries(obj).map(([key, sha]) => requested(key, sha, where));
+}
+
+/** Merges requests, refusing one artifact claimed with two different digests. */
+export function mergeRequests(lists: RequestedArtifact[][]): RequestedArtifact[] {
+  const byKey = new Map<string, RequestedArtifact>();
+  for (const item of lists.flat()) {
+    const key = artifactKey(item);
+    const seen = byKey.get(key);
+    if (seen && seen.sha256 !== item.sha256) throw new InvalidReferenceError(`${key} is requested with two different sha256 values`);
+    byKey.set(key, item);
+  }
+  return [...byKey.values()];
+}

@@ -1,0 +1,143 @@
+/**
+ * The OCI artifact of a conda package (SPEC §4, CEP "OCI registries as conda channels" v1):
+ * one image manifest, three layers in a fixed order, and the conda annotations. Built
+ * deterministically: the same package file always gives the same manifest digest.
+ */
+import type { Digest } from '../oci/digest.js';
+import { ProtocolError } from '../oci/errors.js';
+import { canonicalJson, descriptorOf, EMPTY_CONFIG, parseImageManifest, type Annotations, type Descriptor, type ImageManifest, type ManifestBytes } from '../oci/manifest.js';
+import { ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, ANNOTATION_TITLE, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
+import type { BlobContent } from '../oci/storage.js';
+import type { PackageContents } from './package-reader.js';
+
+export const MEDIA_TYPE_CONDA_PACKAGE_V1 = 'application/vnd.conda.package.v1';
+export const MEDIA_TYPE_CONDA_PACKAGE_V2 = 'application/vnd.conda.package.v2';
+export const MEDIA_TYPE_CONDA_INFO = 'application/vnd.conda.info.v1.tar+gzip';
+export const MEDIA_TYPE_CONDA_INDEX = 'application/vnd.conda.info.index.v1+json';
+
+export const ANNOTATION_SCHEMA = 'org.conda.oci.schema';
+export const ANNOTATION_PACKAGE_NAME = 'org.conda.package.name';
+export const ANNOTATION_PACKAGE_VERSION = 'org.conda.package.version';
+export const ANNOTATION_PACKAGE_BUILD = 'org.conda.package.build';
+/** The package's MD5, which repodata needs; in this project's own namespace (the CEP reserves org.conda.*). */
+export const ANNOTATION_PACKAGE_MD5 = 'io.github.conda-oci.package.md5';
+
+const CONDA_ANNOTATIONS = new Set([ANNOTATION_SCHEMA, ANNOTATION_PACKAGE_NAME, ANNOTATION_PACKAGE_VERSION, ANNOTATION_PACKAGE_BUILD]);
+
+export function packageMediaType(format: 'conda' | 'tar.bz2'): string {
+  return format === 'conda' ? MEDIA_TYPE_CONDA_PACKAGE_V2 : MEDIA_TYPE_CONDA_PACKAGE_V1;
+}
+
+export interface ProvenanceOptions {
+  /** `org.opencontainers.image.source`: links a GHCR package to its feedstock repository. */
+  source?: string | undefined;
+  /** `org.opencontainers.image.revision`: the commit the package was built from. */
+  revision?: string | undefined;
+}
+
+export interface ArtifactBlob {
+  descriptor: Descriptor;
+  content: BlobContent;
+}
+
+export interface PackageArtifact {
+  manifest: ManifestBytes;
+  descriptor: Descriptor;
+  /** Config first, then layers: the order to push in (the package, the largest, early). */
+  blobs: ArtifactBlob[];
+}
+
+/** Builds the artifact; `packageContent` re-reads the package bytes for the upload. */
+export function buildPackageArtifact(pkg: PackageContents, packageContent: BlobContent, provenance: ProvenanceOptions = {}): PackageArtifact {
+  const packageLayer: Descriptor = {
+    mediaType: packageMediaType(pkg.format),
+    digest: `sha256:${pkg.sha256}` as Digest,
+    size: pkg.size,
+    annotations: { [ANNOTATION_PACKAGE_MD5]: pkg.md5, [ANNOTATION_TITLE]: pkg.fileName },
+  };
+  const infoLayer = descriptorOf(MEDIA_TYPE_CONDA_INFO, pkg.infoTarGz);
+  const indexLayer = descriptorOf(MEDIA_TYPE_CONDA_INDEX, pkg.indexJson);
+  const annotations: Annotations = {
+    [ANNOTATION_SCHEMA]: '1',
+    [ANNOTATION_PACKAGE_NAME]: pkg.index.name,
+    [ANNOTATION_PACKAGE_VERSION]: pkg.index.version,
+    [ANNOTATION_PACKAGE_BUILD]: pkg.index.build,
+  };
+  if (provenance.source) annotations[ANNOTATION_SOURCE] = provenance.source;
+  if (provenance.revision) annotations[ANNOTATION_REVISION] = provenance.revision;
+  // `created` comes from the package, never the clock, so the manifest stays deterministic.
+  if (typeof pkg.index.timestamp === 'number' && Number.isFinite(pkg.index.timestamp)) {
+    annotations[ANNOTATION_CREATED] = timestampToIso(pkg.index.timestamp);
+  }
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+    artifactType: packageLayer.mediaType,
+    config: EMPTY_CONFIG,
+    layers: [packageLayer, infoLayer, indexLayer],
+    annotations,
+  };
+  const bytes = canonicalJson(manifest);
+  return {
+    manifest: { mediaType: MEDIA_TYPE_OCI_MANIFEST, bytes },
+    descriptor: descriptorOf(MEDIA_TYPE_OCI_MANIFEST, bytes),
+    blobs: [
+      { descriptor: EMPTY_CONFIG, content: EMPTY_JSON_BYTES },
+      { descriptor: packageLayer, content: packageContent },
+      { descriptor: infoLayer, content: pkg.infoTarGz },
+      { descriptor: indexLayer, content: pkg.indexJson },
+    ],
+  };
+}
+
+/** conda timestamps are milliseconds since the epoch (older packages: seconds). */
+export function timestampToIso(timestamp: number): string {
+  const ms = timestamp > 253402300799 ? timestamp : timestamp * 1000;
+  return new Date(Math.trunc(ms)).toISOString();
+}
+
+/** What a package manifest says, after the checks of SPEC §4. */
+export interface PackageManifestInfo {
+  manifest: ImageManifest;
+  packageLayer: Descriptor;
+  infoLayer: Descriptor;
+  indexLayer: Descriptor;
+  name: string;
+  version: string;
+  build: string;
+  fileName: string;
+  format: 'conda' | 'tar.bz2';
+  md5: string | undefined;
+}
+
+/**
+ * Parses a manifest and checks it is a conda package artifact: an OCI image manifest with exactly
+ * the three layers of SPEC §4 in order, the four conda annotations and no other org.conda.* one.
+ * Throws ProtocolError naming the first problem.
+ */
+export function readPackageManifest(bytes: Uint8Array, what: string): PackageManifestInfo {
+  const manifest = parseImageManifest(bytes, what);
+  const fail = (problem: string): never => {
+    throw new ProtocolError(`${what}: ${problem}`);
+  };
+  if (manifest.layers.length !== 3) fail(`has ${manifest.layers.length} layers; a conda package artifact has exactly 3`);
+  const [packageLayer, infoLayer, indexLayer] = manifest.layers as [Descriptor, Descriptor, Descriptor];
+  let format: 'conda' | 'tar.bz2';
+  if (packageLayer.mediaType === MEDIA_TYPE_CONDA_PACKAGE_V2) format = 'conda';
+  else if (packageLayer.mediaType === MEDIA_TYPE_CONDA_PACKAGE_V1) format = 'tar.bz2';
+  else fail(`layer 1 has media type ${packageLayer.mediaType}, not a conda package type`);
+  if (infoLayer.mediaType !== MEDIA_TYPE_CONDA_INFO) fail(`layer 2 has media type ${infoLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INFO}`);
+  if (indexLayer.mediaType !== MEDIA_TYPE_CONDA_INDEX) fail(`layer 3 has media type ${indexLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INDEX}`);
+  const annotations = manifest.annotations ?? {};
+  if (annotations[ANNOTATION_SCHEMA] !== '1') fail(`annotation ${ANNOTATION_SCHEMA} is ${JSON.stringify(annotations[ANNOTATION_SCHEMA])}, not "1"`);
+  for (const key of Object.keys(annotations)) {
+    if (key.startsWith('org.conda.') && !CONDA_ANNOTATIONS.has(key)) fail(`has annotation ${key}, which the CEP does not allow`);
+  }
+  const name = annotations[ANNOTATION_PACKAGE_NAME];
+  const version = annotations[ANNOTATION_PACKAGE_VERSION];
+  const build = annotations[ANNOTATION_PACKAGE_BUILD];
+  if (!name || !version || !build) fail('lacks the org.conda.package.name/version/build annotations');
+  const fileName = packageLayer.annotations?.[ANNOTATION_TITLE] ?? `${name}-${version}-${build}.${format!}`;
+  const md5 = packageLayer.annotations?.[ANNOTATION_PACKAGE_MD5];
+  return { manifest, packageLayer, infoLayer, indexLayer, name: name!, version: version!, build: build!, fileName, format: format!, md5 };
+}

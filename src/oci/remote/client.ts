@@ -1,0 +1,537 @@
+/**
+ * A client of the OCI distribution API: https://github.com/opencontainers/distribution-spec/blob/main/spec.md
+ * Each protocol step checks its status explicitly; every read is verified against its digest.
+ */
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { digestOf, VerifyingStream, type Digest } from '../digest.js';
+import { DigestMismatchError, NotFoundError, ProtocolError, RegistryError, UnsupportedError } from '../errors.js';
+import { MANIFEST_SIZE_LIMIT, parseImageIndex, type Descriptor, type ImageIndex, type ManifestBytes } from '../manifest.js';
+import { HEADER_DOCKER_CONTENT_DIGEST, HEADER_OCI_SUBJECT, MANIFEST_MEDIA_TYPES, MEDIA_TYPE_OCI_INDEX } from '../media-types.js';
+import type { BlobContent, BlobSource, PushBlobOptions, PushOutcome } from '../storage.js';
+import { bytesSource } from '../storage.js';
+import { Authenticator, CATALOG_SCOPE, repositoryScope, type Credentials, type Scope } from './auth.js';
+import { discard, errorFromResponse, HttpClient, readBody, redactUrl, TransientError, type HttpOptions, type HttpRequest, type HttpResponse } from './http.js';
+
+/** GHCR refuses PATCH bodies over 4 MiB (416). */
+export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
+
+export interface RegistryClientOptions extends HttpOptions {
+  /** `host` or `host:port`. */
+  host: string;
+  plainHttp: boolean;
+  credentials?: Credentials;
+  /**
+   * Blobs up to this size go in one PUT; larger ones in PATCH chunks. After a failed monolithic
+   * PUT, the retry always goes in chunks, so that it can resume.
+   */
+  monolithicLimit?: number;
+  chunkSize?: number;
+  maxRedirects?: number;
+}
+
+interface Exchange {
+  method: HttpRequest['method'];
+  url: URL;
+  headers?: Record<string, string>;
+  body?: HttpRequest['body'];
+  scopes: Scope[];
+  /** Statuses that are answers rather than errors. */
+  expect: number[];
+}
+
+export class RegistryClient {
+  readonly http: HttpClient;
+  readonly auth: Authenticator;
+  readonly host: string;
+  private readonly base: string;
+  private readonly monolithicLimit: number;
+  private readonly chunkSize: number;
+  private readonly maxRedirects: number;
+  private referrersMissing = false;
+
+  constructor(options: RegistryClientOptions) {
+    this.host = options.host;
+    this.base = `${options.plainHttp ? 'http' : 'https'}://${options.host}`;
+    this.http = new HttpClient(options);
+    this.auth = new Authenticator(this.http, options.host, options.credentials);
+    this.monolithicLimit = options.monolithicLimit ?? Number.POSITIVE_INFINITY;
+    this.chunkSize = Math.min(options.chunkSize ?? MAX_CHUNK_SIZE, MAX_CHUNK_SIZE);
+    this.maxRedirects = options.maxRedirects ?? 5;
+  }
+
+  url(path: string): URL {
+    return new URL(path, this.base);
+  }
+
+  /**
+   * One exchange with authentication: sends the known Authorization for the scopes; on a 401,
+   * learns the challenge and tries once more. Statuses outside `expect` become RegistryError.
+   */
+  private async exchange(request: Exchange): Promise<HttpResponse> {
+    const scopes = [...request.scopes];
+    const sameOrigin = request.url.origin === new URL(this.base).origin;
+    for (let authAttempt = 0; ; authAttempt++) {
+      const authorization = sameOrigin ? await this.auth.header(scopes) : undefined;
+      const headers = { ...request.headers, ...(authorization ? { authorization } : {}) };
+      const response = await this.http.send({ method: request.method, url: request.url, headers, ...(request.body ? { body: request.body } : {}) });
+      if (response.status === 401 && sameOrigin && authAttempt === 0 && this.auth.unauthorized(response.headers['www-authenticate'], scopes, authorization)) {
+        await discard(response.body);
+        continue;
+      }
+      if (request.expect.includes(response.status)) return response;
+      throw await errorFromResponse(request.method, request.url, response);
+    }
+  }
+
+  /** An exchange retried on transient failures (only for requests whose body can be re-sent). */
+  private retried(what: string, request: Exchange): Promise<HttpResponse> {
+    return this.http.withRetry(what, () => this.exchange(request));
+  }
+
+  // ---- blobs ------------------------------------------------------------------------------
+
+  async statBlob(repository: string, digest: Digest): Promise<{ size: number } | undefined> {
+    const url = this.url(`/v2/${repository}/blobs/${digest}`);
+    const response = await this.retried(`HEAD ${redactUrl(url)}`, { method: 'HEAD', url, scopes: [repositoryScope(repository, 'pull')], expect: [200, 404] });
+    await discard(response.body);
+    if (response.status === 404) return undefined;
+    const size = Number(response.headers['content-length']);
+    return { size: Number.isSafeInteger(size) ? size : -1 };
+  }
+
+  /** GET of a blob following redirects; credentials stay on the registry's origin. */
+  private async getBlob(repository: string, digest: Digest, offset: number): Promise<HttpResponse> {
+    let url = this.url(`/v2/${repository}/blobs/${digest}`);
+    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    for (let hop = 0; hop <= this.maxRedirects; hop++) {
+      const response = await this.exchange({ method: 'GET', url, headers, scopes: [repositoryScope(repository, 'pull')], expect: [200, 206, 301, 302, 303, 307, 308, 404] });
+      if (response.status === 200 || response.status === 206) return response;
+      if (response.status === 404) {
+        await discard(response.body);
+        throw new NotFoundError(`blob ${digest} not found in ${this.host}/${repository}`);
+      }
+      await discard(response.body);
+      const location = response.headers.location;
+      if (!location) throw new ProtocolError(`GET ${redactUrl(url)} redirected without a Location`);
+      url = new URL(location, url);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ProtocolError(`GET blob ${digest} redirected to a ${url.protocol} URL`);
+    }
+    throw new ProtocolError(`GET blob ${digest} of ${repository} redirected more than ${this.maxRedirects} times`);
+  }
+
+  /**
+   * The blob as a stream that resumes after a broken connection (Range request from the bytes
+   * already received) and fails unless the whole matches digest and size.
+   */
+  openBlob(repository: string, descriptor: { digest: Digest; size: number }): Readable {
+    const client = this;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let received = 0;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const response = await client.getBlob(repository, descriptor.digest, received);
+          let skip = response.status === 200 ? received : 0; // a server that ignores Range starts over
+          for await (const chunk of response.body as AsyncIterable<Buffer>) {
+            let piece = chunk;
+            if (skip > 0) {
+              const dropped = Math.min(skip, piece.length);
+              skip -= dropped;
+              piece = piece.subarray(dropped);
+              if (piece.length === 0) continue;
+            }
+            received += piece.length;
+            yield piece;
+          }
+          if (received >= descriptor.size) return;
+          throw new TransientError(`the body of blob ${descriptor.digest} ended after ${received} of ${descriptor.size} bytes`);
+        } catch (err) {
+          const delay = client.http.retryDelay(err, attempt);
+          if (delay === undefined) throw err;
+          client.http.stats.retries++;
+          await sleep(delay);
+        }
+      }
+    }
+    const verified = new VerifyingStream(descriptor, `blob ${descriptor.digest} of ${this.host}/${repository}`);
+    const source = Readable.from(chunks(), { objectMode: false });
+    source.on('error', (err) => verified.destroy(err));
+    return source.pipe(verified);
+  }
+
+  /**
+   * Stores a blob unless present. With `mountFrom`, asks for a cross-repository mount first and
+   * uploads into the session the registry opens when it declines (GHCR does).
+   */
+  async pushBlob(repository: string, descriptor: { digest: Digest; size: number }, content: BlobContent, options: PushBlobOptions = {}): Promise<PushOutcome> {
+    if (await this.statBlob(repository, descriptor.digest)) return { action: 'exists', bytesSent: 0 };
+    const source: BlobSource = content instanceof Uint8Array ? bytesSource(content) : content;
+    if (source.size !== descriptor.size) {
+      throw new DigestMismatchError(`size of the content for ${descriptor.digest}`, String(descriptor.size), String(source.size));
+    }
+    let chunked = descriptor.size > this.monolithicLimit;
+    let session: URL | undefined;
+    let mountFrom = options.mountFrom;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (!session) {
+          const started = await this.startUpload(repository, descriptor.digest, mountFrom);
+          if (started === 'mounted') return { action: 'mounted', bytesSent: 0 };
+          session = started;
+          mountFrom = undefined; // the registry said no once; don't ask again on a retry
+        }
+        const sent = chunked
+          ? await this.uploadChunks(repository, session, descriptor, source, attempt > 1, options.onProgress)
+          : await this.uploadMonolithic(repository, session, descriptor, source, options.onProgress);
+        return { action: 'uploaded', bytesSent: sent };
+      } catch (err) {
+        const delay = this.http.retryDelay(err, attempt);
+        if (delay === undefined) throw err;
+        this.http.stats.retries++;
+        if (!chunked) session = undefined; // a broken PUT leaves no session worth resuming
+        if (descriptor.size > this.chunkSize) chunked = true;
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** POST that opens an upload session; with `mountFrom`, a mount request (201 = mounted). */
+  private async startUpload(repository: string, digest: Digest, mountFrom: string | undefined): Promise<URL | 'mounted'> {
+    const url = this.url(`/v2/${repository}/blobs/uploads/`);
+    const scopes = [repositoryScope(repository, 'pull,push')];
+    if (mountFrom) {
+      url.searchParams.set('mount', digest);
+      url.searchParams.set('from', mountFrom);
+      scopes.push(repositoryScope(mountFrom, 'pull'));
+    }
+    const response = await this.exchange({ method: 'POST', url, headers: { 'content-length': '0' }, scopes, expect: [201, 202] });
+    await discard(response.body);
+    if (response.status === 201) {
+      if (!mountFrom) throw new ProtocolError(`POST ${redactUrl(url)} answered 201 to a request that was not a mount`);
+      return 'mounted';
+    }
+    return this.location(response, url);
+  }
+
+  private location(response: HttpResponse, requestUrl: URL): URL {
+    const location = response.headers.location;
+    if (!location) throw new ProtocolError(`${redactUrl(requestUrl)} answered ${response.status} without a Location header`);
+    const url = new URL(location, requestUrl);
+    if (url.origin !== requestUrl.origin) throw new ProtocolError(`${redactUrl(requestUrl)} sent the upload to another origin (${url.origin}); refused`);
+    return url;
+  }
+
+  private withDigest(session: URL, digest: Digest): URL {
+    const url = new URL(session);
+    url.searchParams.set('digest', digest);
+    return url;
+  }
+
+  private async uploadMonolithic(repository: string, session: URL, descriptor: { digest: Digest; size: number }, source: BlobSource, onProgress?: (n: number) => void): Promise<number> {
+    const url = this.withDigest(session, descriptor.digest);
+    const response = await this.exchange({
+      method: 'PUT',
+      url,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(descriptor.size) },
+      body: () => progress(openSource(source, 0), onProgress, 0),
+      scopes: [repositoryScope(repository, 'pull,push')],
+      expect: [201],
+    });
+    await discard(response.body);
+    this.checkDigestHeader(response, descriptor.digest, url);
+    return descriptor.size;
+  }
+
+  private async uploadChunks(
+    repository: string,
+    session: URL,
+    descriptor: { digest: Digest; size: number },
+    source: BlobSource,
+    resume: boolean,
+    onProgress?: (n: number) => void,
+  ): Promise<number> {
+    const scopes = [repositoryScope(repository, 'pull,push')];
+    let location = session;
+    let offset = 0;
+    if (resume) ({ location, offset } = await this.uploadStatus(repository, location));
+    const firstOffset = offset;
+    while (offset < descriptor.size) {
+      const end = Math.min(offset + this.chunkSize, descriptor.size) - 1;
+      const start = offset;
+      const response = await this.exchange({
+        method: 'PATCH',
+        url: location,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` },
+        body: () => progress(limit(openSource(source, start), end - start + 1), onProgress, start),
+        scopes,
+        expect: [202, 416],
+      });
+      await discard(response.body);
+      if (response.status === 416) {
+        // The registry holds a different offset than we think: ask it and carry on from there.
+        ({ location, offset } = await this.uploadStatus(repository, location));
+        continue;
+      }
+      location = this.location(response, location);
+      offset = end + 1;
+      const reported = rangeEnd(response.headers.range);
+      if (reported !== undefined && reported !== end) offset = reported + 1;
+    }
+    const url = this.withDigest(location, descriptor.digest);
+    const response = await this.exchange({ method: 'PUT', url, headers: { 'content-length': '0' }, scopes, expect: [201] });
+    await discard(response.body);
+    this.checkDigestHeader(response, descriptor.digest, url);
+    return descriptor.size - firstOffset;
+  }
+
+  /** Where a broken chunked upload stands (GET on the session: 204 with Range). */
+  private async uploadStatus(repository: string, session: URL): Promise<{ location: URL; offset: number }> {
+    const response = await this.exchange({ method: 'GET', url: session, scopes: [repositoryScope(repository, 'pull,push')], expect: [204] });
+    await discard(response.body);
+    const end = rangeEnd(response.headers.range);
+    const location = response.headers.location ? this.location(response, session) : session;
+    return { location, offset: end === undefined ? 0 : end + 1 };
+  }
+
+  private checkDigestHeader(response: HttpResponse, expected: Digest, url: URL): void {
+    const actual = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
+    if (actual !== undefined && actual !== expected) throw new DigestMismatchError(`${redactUrl(url)} Docker-Content-Digest`, expected, actual);
+  }
+
+  // ---- manifests --------------------------------------------------------------------------
+
+  async resolve(repository: string, reference: string): Promise<Descriptor | undefined> {
+    const url = this.url(`/v2/${repository}/manifests/${reference}`);
+    const response = await this.retried(`HEAD ${redactUrl(url)}`, {
+      method: 'HEAD',
+      url,
+      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+      scopes: [repositoryScope(repository, 'pull')],
+      expect: [200, 404],
+    });
+    await discard(response.body);
+    if (response.status === 404) return undefined;
+    const digest = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
+    const size = Number(response.headers['content-length']);
+    const mediaType = response.headers['content-type']?.split(';')[0]?.trim();
+    if (digest?.startsWith('sha256:') && Number.isSafeInteger(size) && mediaType) return { mediaType, digest: digest as Digest, size };
+    // Some registries leave the digest off a HEAD: read the manifest instead.
+    return (await this.fetchManifest(repository, reference)).descriptor;
+  }
+
+  async fetchManifest(repository: string, reference: string): Promise<{ descriptor: Descriptor; bytes: Uint8Array }> {
+    const url = this.url(`/v2/${repository}/manifests/${reference}`);
+    return this.http.withRetry(`GET ${redactUrl(url)}`, async () => {
+      const response = await this.exchange({
+        method: 'GET',
+        url,
+        headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+        scopes: [repositoryScope(repository, 'pull')],
+        expect: [200, 404],
+      });
+      if (response.status === 404) {
+        await discard(response.body);
+        throw new NotFoundError(`manifest ${this.host}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference} not found`);
+      }
+      const bytes = await readBody(response.body, MANIFEST_SIZE_LIMIT, `manifest ${repository}:${reference}`);
+      const digest = digestOf(bytes);
+      const what = `manifest ${this.host}/${repository}@${reference}`;
+      if (reference.startsWith('sha256:') && digest !== reference) throw new DigestMismatchError(what, reference, digest);
+      const claimed = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
+      if (claimed !== undefined && claimed !== digest) throw new DigestMismatchError(`${what} (Docker-Content-Digest)`, claimed, digest);
+      const mediaType = response.headers['content-type']?.split(';')[0]?.trim() || mediaTypeOf(bytes);
+      return { descriptor: { mediaType, digest, size: bytes.length }, bytes: new Uint8Array(bytes) };
+    });
+  }
+
+  async pushManifest(repository: string, manifest: ManifestBytes, reference: string): Promise<{ descriptor: Descriptor; subjectIndexed: boolean }> {
+    const url = this.url(`/v2/${repository}/manifests/${reference}`);
+    const digest = digestOf(manifest.bytes);
+    const response = await this.retried(`PUT ${redactUrl(url)}`, {
+      method: 'PUT',
+      url,
+      headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
+      body: () => manifest.bytes,
+      scopes: [repositoryScope(repository, 'pull,push')],
+      expect: [201],
+    });
+    await discard(response.body);
+    this.checkDigestHeader(response, digest, url);
+    return {
+      descriptor: { mediaType: manifest.mediaType, digest, size: manifest.bytes.length },
+      subjectIndexed: response.headers[HEADER_OCI_SUBJECT] !== undefined,
+    };
+  }
+
+  /** DELETE of a manifest; UnsupportedError when the registry has no DELETE (GHCR: 405). */
+  async deleteManifest(repository: string, digest: Digest): Promise<void> {
+    const url = this.url(`/v2/${repository}/manifests/${digest}`);
+    try {
+      const response = await this.retried(`DELETE ${redactUrl(url)}`, { method: 'DELETE', url, scopes: [repositoryScope(repository, 'delete')], expect: [200, 202, 404] });
+      await discard(response.body);
+    } catch (err) {
+      if (err instanceof RegistryError && (err.status === 405 || err.has('UNSUPPORTED'))) {
+        throw new UnsupportedError(`${this.host} does not delete manifests through the registry API`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  // ---- listings ---------------------------------------------------------------------------
+
+  /** Every tag of a repository across `Link` pages; a repository that does not exist has none. */
+  async *listTags(repository: string, pageSize = 1000): AsyncGenerator<string> {
+    const first = this.url(`/v2/${repository}/tags/list`);
+    first.searchParams.set('n', String(pageSize));
+    yield* this.paginate(first, [repositoryScope(repository, 'pull')], 'tags', `tags of ${repository}`);
+  }
+
+  /** Every repository from `/v2/_catalog`; UnsupportedError where there is no catalog (GHCR). */
+  async *catalog(pageSize = 1000): AsyncGenerator<string> {
+    const first = this.url('/v2/_catalog');
+    first.searchParams.set('n', String(pageSize));
+    try {
+      yield* this.paginate(first, [CATALOG_SCOPE], 'repositories', 'catalog');
+    } catch (err) {
+      if (err instanceof RegistryError && [401, 403, 404, 405].includes(err.status)) {
+        throw new UnsupportedError(`${this.host} offers no /v2/_catalog`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private async *paginate(first: URL, scopes: Scope[], field: 'tags' | 'repositories', what: string): AsyncGenerator<string> {
+    const seenPages = new Set<string>();
+    const seenItems = new Set<string>();
+    let next: URL | undefined = first;
+    while (next) {
+      const url: URL = next;
+      if (seenPages.has(url.href)) throw new ProtocolError(`the ${what} pagination loops back to ${redactUrl(url)}${url.search}`);
+      seenPages.add(url.href);
+      const response = await this.retried(`GET ${redactUrl(url)}`, { method: 'GET', url, headers: { accept: 'application/json' }, scopes, expect: [200, 404] });
+      if (response.status === 404) {
+        const error = await errorFromResponse('GET', url, response);
+        if (field === 'tags' && (error.has('NAME_UNKNOWN') || error.errors.length === 0)) return;
+        throw error;
+      }
+      const body = await readBody(response.body, 16 * 1024 * 1024, `${what} page`);
+      let items: unknown;
+      try {
+        items = (JSON.parse(body.toString('utf8')) as Record<string, unknown>)[field];
+      } catch (cause) {
+        throw new ProtocolError(`the ${what} page ${redactUrl(url)} is not JSON`, { cause });
+      }
+      if (items !== null && items !== undefined && !Array.isArray(items)) throw new ProtocolError(`the ${what} page has no ${field} list`);
+      let fresh = 0;
+      for (const item of (items as unknown[] | null) ?? []) {
+        if (typeof item !== 'string') throw new ProtocolError(`the ${what} page lists a non-string`);
+        if (seenItems.has(item)) continue;
+        seenItems.add(item);
+        fresh++;
+        yield item;
+      }
+      next = nextLink(response.headers.link, url);
+      if (next && fresh === 0) throw new ProtocolError(`the ${what} pagination does not advance at ${redactUrl(url)}${url.search}`);
+    }
+  }
+
+  /** The referrers API; undefined where the registry has none (GHCR, distribution 2.x: 404). */
+  async referrers(repository: string, subject: Digest): Promise<ImageIndex | undefined> {
+    // A registry with the API never answers 404 to it, so one 404 settles it for the session.
+    if (this.referrersMissing) return undefined;
+    const url = this.url(`/v2/${repository}/referrers/${subject}`);
+    const response = await this.retried(`GET ${redactUrl(url)}`, {
+      method: 'GET',
+      url,
+      headers: { accept: MEDIA_TYPE_OCI_INDEX },
+      scopes: [repositoryScope(repository, 'pull')],
+      expect: [200, 400, 404, 405],
+    });
+    if (response.status !== 200) {
+      await discard(response.body);
+      if (response.status === 404) this.referrersMissing = true;
+      return undefined;
+    }
+    const type = response.headers['content-type']?.split(';')[0]?.trim();
+    const body = await readBody(response.body, MANIFEST_SIZE_LIMIT, `referrers of ${subject}`);
+    if (type !== MEDIA_TYPE_OCI_INDEX) return undefined; // not a referrers answer (e.g. an HTML 200)
+    return parseImageIndex(body, `referrers of ${repository}@${subject}`);
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+}
+
+function openSource(source: BlobSource, offset: number): Readable {
+  const opened = source.open(offset);
+  if (opened instanceof Readable) return opened;
+  // An asynchronous opener: wrap so the HTTP layer still gets a stream right away.
+  return Readable.from(
+    (async function* () {
+      yield* await opened;
+    })(),
+  );
+}
+
+/** The first `count` bytes of a stream. */
+function limit(stream: Readable, count: number): Readable {
+  return Readable.from(
+    (async function* () {
+      let left = count;
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          if (chunk.length >= left) {
+            yield chunk.subarray(0, left);
+            left = 0;
+            break;
+          }
+          left -= chunk.length;
+          yield chunk;
+        }
+      } finally {
+        stream.destroy();
+      }
+      if (left > 0) throw new TransientError(`the content ended ${left} bytes early`);
+    })(),
+  );
+}
+
+function progress(stream: Readable, onProgress: ((n: number) => void) | undefined, start: number): Readable {
+  if (!onProgress) return stream;
+  let sent = start;
+  stream.on('data', (chunk: Buffer) => {
+    sent += chunk.length;
+    onProgress(sent);
+  });
+  return stream;
+}
+
+function rangeEnd(range: string | undefined): number | undefined {
+  const m = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The `rel="next"` target of a Link header, resolved against the request URL. */
+export function nextLink(header: string | undefined, base: URL): URL | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (m && /\brel\s*=\s*"?next"?/i.test(m[2]!)) {
+      const url = new URL(m[1]!, base);
+      if (url.origin !== base.origin) throw new ProtocolError(`a Link header points to another origin (${url.origin})`);
+      return url;
+    }
+  }
+  return undefined;
+}
+
+function mediaTypeOf(bytes: Uint8Array): string {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown };
+    if (typeof value.mediaType === 'string') return value.mediaType;
+  } catch {
+    // fall through
+  }
+  throw new ProtocolError('a manifest came without Content-Type or mediaType');
+}

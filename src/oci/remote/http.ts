@@ -1,0 +1,268 @@
+/**
+ * HTTP for the registry client: one undici Agent (connection reuse, bounded connections per
+ * origin), request and byte counters, and the retry policy for transient failures.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Readable, Transform } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
+import { ProtocolError, RegistryError, SizeLimitError, type DistributionErrorDetail } from '../errors.js';
+
+export type Headers = Record<string, string>;
+
+export interface HttpRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: URL;
+  headers?: Headers;
+  /** A body that can be produced again for a retry. */
+  body?: () => Readable | Uint8Array | string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Readable;
+}
+
+/** Counters from the client side: what we asked and what went over the wire. */
+export class HttpStats {
+  requests = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  retries = 0;
+  readonly byMethod: Record<string, number> = {};
+
+  snapshot(): { requests: number; bytesSent: number; bytesReceived: number; retries: number; byMethod: Record<string, number> } {
+    return { requests: this.requests, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, retries: this.retries, byMethod: { ...this.byMethod } };
+  }
+}
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** A server asking to wait longer than this is refused rather than obeyed. */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 400, maxDelayMs: 15_000, maxRetryAfterMs: 120_000 };
+
+export interface HttpOptions {
+  /** Connections per origin (registries and GHCR throttle above a few dozen). */
+  connections?: number;
+  /** Fail a response whose body stalls this long. */
+  bodyTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  /** For tests: how to wait between attempts. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Told of each retry, for progress output. */
+  onRetry?: (what: string, err: unknown, delayMs: number) => void;
+}
+
+/** URL without query or fragment: query strings of upload sessions and CDN redirects carry signatures. */
+export function redactUrl(url: URL | string): string {
+  const u = typeof url === 'string' ? new URL(url) : url;
+  return `${u.origin}${u.pathname}`;
+}
+
+export class HttpClient {
+  readonly stats = new HttpStats();
+  readonly retry: RetryPolicy;
+  private readonly agent: Agent;
+  private readonly wait: (ms: number) => Promise<void>;
+  private readonly onRetry: ((what: string, err: unknown, delayMs: number) => void) | undefined;
+
+  constructor(options: HttpOptions = {}) {
+    this.agent = new Agent({
+      connections: options.connections ?? 16,
+      keepAliveTimeout: 30_000,
+      bodyTimeout: options.bodyTimeoutMs ?? 120_000,
+      headersTimeout: options.headersTimeoutMs ?? 120_000,
+    });
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.wait = options.sleep ?? ((ms) => sleep(ms));
+    this.onRetry = options.onRetry;
+  }
+
+  /** One HTTP exchange, no retry. The caller must consume or dump the body. */
+  async send(request: HttpRequest): Promise<HttpResponse> {
+    this.stats.requests++;
+    this.stats.byMethod[request.method] = (this.stats.byMethod[request.method] ?? 0) + 1;
+    let body: Dispatcher.RequestOptions['body'];
+    const produced = request.body?.();
+    if (produced instanceof Readable) {
+      body = produced.pipe(this.counter('bytesSent'));
+      produced.on('error', (err) => (body as Transform).destroy(err));
+    } else if (produced !== undefined) {
+      this.stats.bytesSent += typeof produced === 'string' ? Buffer.byteLength(produced) : produced.length;
+      body = produced;
+    }
+    const response = await this.agent.request({
+      origin: request.url.origin,
+      path: `${request.url.pathname}${request.url.search}`,
+      method: request.method,
+      headers: request.headers ?? {},
+      body,
+    });
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(response.headers)) {
+      if (value !== undefined) headers[key.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    const counted = response.body.pipe(this.counter('bytesReceived'));
+    response.body.on('error', (err) => counted.destroy(err));
+    return { status: response.statusCode, headers, body: counted };
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, a non-transient error occurs, or the attempts run out.
+   * Transient: connection failures, timeouts, 408, 429, 5xx, GHCR's 403 secondary rate limit.
+   */
+  async withRetry<T>(what: string, attempt: (n: number) => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt(n);
+      } catch (err) {
+        const delay = this.retryDelay(err, n);
+        if (delay === undefined) throw err;
+        this.stats.retries++;
+        this.onRetry?.(what, err, delay);
+        await this.wait(delay);
+      }
+    }
+  }
+
+  /** Milliseconds to wait before attempt n+1, or undefined when the error is final. */
+  retryDelay(err: unknown, n: number): number | undefined {
+    if (n >= this.retry.attempts || !isTransient(err)) return undefined;
+    const asked = err instanceof RegistryError ? retryAfterMs(err) : undefined;
+    if (asked !== undefined) {
+      if (asked > this.retry.maxRetryAfterMs) {
+        throw new ProtocolError(
+          `${err instanceof RegistryError ? `${err.method} ${err.url}` : 'the registry'} asked to wait ${Math.round(asked / 1000)} s before retrying, over the limit of ${this.retry.maxRetryAfterMs / 1000} s`,
+          { cause: err },
+        );
+      }
+      return asked;
+    }
+    const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (n - 1));
+    return Math.round(exp / 2 + Math.random() * (exp / 2));
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private counter(field: 'bytesSent' | 'bytesReceived'): Transform {
+    const stats = this.stats;
+    return new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        stats[field] += chunk.length;
+        callback(null, chunk);
+      },
+    });
+  }
+}
+
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** Marks an error as worth retrying (e.g. a body that ended early). */
+export class TransientError extends Error {
+  readonly code = 'TRANSIENT';
+}
+
+export function isTransient(err: unknown): boolean {
+  if (err instanceof TransientError) return true;
+  if (err instanceof RegistryError) {
+    if ([408, 429, 500, 502, 503, 504].includes(err.status)) return true;
+    return err.status === 403 && /secondary rate limit/i.test(err.message + JSON.stringify(err.errors));
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
+    if (err.cause) return isTransient(err.cause);
+  }
+  return false;
+}
+
+/**
+ * The wait a 429/503 asks for: the Retry-After header (seconds or HTTP date), or GHCR's
+ * `retry-after: <N>ms` inside the error message.
+ */
+export function retryAfterMs(err: RegistryError): number | undefined {
+  const header = err.retryAfter;
+  if (header !== undefined) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.max(0, date - Date.now());
+  }
+  for (const e of err.errors) {
+    const m = /retry-after:\s*([\d.]+)\s*(ms|s)?/i.exec(e.message);
+    if (m) return Number(m[1]) * (m[2]?.toLowerCase() === 's' ? 1000 : 1);
+  }
+  return undefined;
+}
+
+/** Reads a body whole, refusing more than `limit` bytes. */
+export async function readBody(body: Readable, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      total += (chunk as Buffer).length;
+      if (total > limit) throw new SizeLimitError(what, limit);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Drains a body we do not need, so the connection goes back to the pool. */
+export async function discard(body: Readable): Promise<void> {
+  try {
+    for await (const _ of body) void _;
+  } catch {
+    // The exchange is over either way.
+  }
+}
+
+/** Builds the typed error of an unexpected answer, reading the OCI error body if there is one. */
+export async function errorFromResponse(method: string, url: URL, response: HttpResponse): Promise<RegistryError> {
+  let errors: DistributionErrorDetail[] = [];
+  if (method !== 'HEAD') {
+    try {
+      const text = (await readBody(response.body, 64 * 1024, 'error body')).toString('utf8');
+      const parsed = JSON.parse(text) as { errors?: unknown };
+      if (Array.isArray(parsed.errors)) {
+        errors = parsed.errors
+          .filter((e): e is Record<string, unknown> => e !== null && typeof e === 'object')
+          .map((e) => ({ code: String(e.code ?? 'UNKNOWN'), message: String(e.message ?? ''), ...(e.detail !== undefined ? { detail: e.detail } : {}) }));
+      }
+    } catch {
+      // Not an OCI error body; the status speaks for itself.
+    }
+  } else {
+    await discard(response.body);
+  }
+  const error = new RegistryError(method, redactUrl(url), response.status, errors);
+  if (response.headers['retry-after'] !== undefined) error.retryAfter = response.headers['retry-after'];
+  return error;
+}

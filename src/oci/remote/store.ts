@@ -1,0 +1,120 @@
+/**
+ * The remote registry as a Store. Registry-specific gaps are filled by optional providers: a
+ * repository lister where there is no `/v2/_catalog`, and a deleter where there is no manifest
+ * DELETE (both are GHCR, served by GitHub's Packages API).
+ */
+import type { Readable } from 'node:stream';
+import { digestOf, type Digest } from '../digest.js';
+import { SizeLimitError, UnsupportedError } from '../errors.js';
+import type { Descriptor, ImageIndex, ManifestBytes } from '../manifest.js';
+import type { BlobContent, FetchedManifest, ListTagsOptions, PushBlobOptions, PushedManifest, PushOutcome, Repository, Store } from '../storage.js';
+import { readBody } from './http.js';
+import { RegistryClient, type RegistryClientOptions } from './client.js';
+
+/** Lists repositories where the registry has no catalog (e.g. GitHub's Packages API for GHCR). */
+export type RepositoryLister = (prefix: string) => AsyncIterable<string>;
+/** Deletes a manifest where the registry refuses DELETE (e.g. a GHCR package version). */
+export type ManifestDeleter = (repository: string, digest: Digest) => Promise<void>;
+
+export interface RemoteStoreOptions extends RegistryClientOptions {
+  listRepositories?: RepositoryLister;
+  deleteManifest?: ManifestDeleter;
+}
+
+export class RemoteStore implements Store {
+  readonly id: string;
+  readonly client: RegistryClient;
+  private readonly lister: RepositoryLister | undefined;
+  private readonly deleter: ManifestDeleter | undefined;
+  private catalogMissing = false;
+
+  constructor(options: RemoteStoreOptions) {
+    this.client = new RegistryClient(options);
+    this.id = `registry:${options.host}`;
+    this.lister = options.listRepositories;
+    this.deleter = options.deleteManifest;
+  }
+
+  repository(name: string): Repository {
+    return new RemoteRepository(this, name);
+  }
+
+  async *listRepositories(prefix: string): AsyncIterable<string> {
+    const wanted = (name: string) => prefix === '' || name.startsWith(`${prefix}/`);
+    if (!this.catalogMissing) {
+      try {
+        for await (const name of this.client.catalog()) if (wanted(name)) yield name;
+        return;
+      } catch (err) {
+        if (!(err instanceof UnsupportedError) || !this.lister) throw err;
+        this.catalogMissing = true;
+      }
+    }
+    for await (const name of this.lister!(prefix)) if (wanted(name)) yield name;
+  }
+
+  async deleteManifest(repository: string, digest: Digest): Promise<void> {
+    try {
+      await this.client.deleteManifest(repository, digest);
+    } catch (err) {
+      if (err instanceof UnsupportedError && this.deleter) return this.deleter(repository, digest);
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+class RemoteRepository implements Repository {
+  constructor(
+    private readonly store: RemoteStore,
+    readonly name: string,
+  ) {}
+
+  private get client(): RegistryClient {
+    return this.store.client;
+  }
+
+  statBlob(digest: Digest): Promise<{ size: number } | undefined> {
+    return this.client.statBlob(this.name, digest);
+  }
+
+  async openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
+    return this.client.openBlob(this.name, descriptor);
+  }
+
+  async readBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, limit: number): Promise<Uint8Array> {
+    if (descriptor.size > limit) throw new SizeLimitError(`blob ${descriptor.digest} of ${this.name}`, limit);
+    return new Uint8Array(await readBody(this.client.openBlob(this.name, descriptor), limit, `blob ${descriptor.digest}`));
+  }
+
+  pushBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, content: BlobContent, options?: PushBlobOptions): Promise<PushOutcome> {
+    return this.client.pushBlob(this.name, descriptor, content, options);
+  }
+
+  resolve(reference: string): Promise<Descriptor | undefined> {
+    return this.client.resolve(this.name, reference);
+  }
+
+  fetchManifest(reference: string): Promise<FetchedManifest> {
+    return this.client.fetchManifest(this.name, reference);
+  }
+
+  pushManifest(manifest: ManifestBytes, tag?: string): Promise<PushedManifest> {
+    return this.client.pushManifest(this.name, manifest, tag ?? digestOf(manifest.bytes));
+  }
+
+  deleteManifest(digest: Digest): Promise<void> {
+    return this.store.deleteManifest(this.name, digest);
+  }
+
+  listTags(options?: ListTagsOptions): AsyncIterable<string> {
+    return this.client.listTags(this.name, options?.pageSize);
+  }
+
+  referrersApi(subject: Digest): Promise<ImageIndex | undefined> {
+    return this.client.referrers(this.name, subject);
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The typed configuration of every command. The CLI (argv) and the action (inputs) both parse
+ * into these, and `execute` runs them: neither entry point holds logic of its own.
+ */
+import type { RequestedArtifact } from './commands/artifact-list.js';
+import type { OwnersMap } from './commands/owners.js';
+import type { Requester } from './commands/validate.js';
+
+export interface CommonOptions {
+  username?: string;
+  password?: string;
+  /** Plain HTTP to hosts that are not loopback. */
+  plainHttp?: boolean;
+  /** Work on this many artifacts at once. */
+  concurrency?: number;
+  /** Write the result document here. */
+  resultFile?: string;
+  /** Print the result document on stdout. */
+  json?: boolean;
+}
+
+export interface UploadCommand extends CommonOptions {
+  command: 'upload';
+  files: string[];
+  to: string;
+  label?: string;
+  source?: string;
+  revision?: string;
+  run?: string;
+}
+
+export interface ValidateCommand extends CommonOptions {
+  command: 'validate';
+  from: string;
+  label?: string;
+  artifacts: RequestedArtifact[];
+  owners?: OwnersMap;
+  feedstock?: string;
+  production?: string;
+  deleteFailed?: boolean;
+  recordKey?: string;
+  requester?: Requester;
+}
+
+export interface PromoteCommand extends CommonOptions {
+  command: 'promote';
+  from: string;
+  to: string;
+  label?: string;
+  artifacts: RequestedArtifact[];
+  deleteStaged?: boolean;
+  recordKey?: string;
+}
+
+export interface CleanCommand extends CommonOptions {
+  command: 'clean';
+  channel: string;
+  label?: string;
+  olderThanMs: number;
+  dryRun?: boolean;
+}
+
+export type CommandOptions = UploadCommand | ValidateCommand | PromoteCommand | CleanCommand;
+export type CommandName = CommandOptions['command'];
