@@ -29,7 +29,11 @@ const COMMON: Flags = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const SELECTION: Flags = { artifact: { type: 'string', multiple: true }, artifacts: { type: 'string' }, 'record-key': { type: 'string' } };
+const SELECTION: Flags = {
+  artifact: { type: 'string', multiple: true },
+  artifacts: { type: 'string' },
+  'record-key': { type: 'string' },
+};
 
 interface CommandSpec {
   usage: string;
@@ -40,12 +44,24 @@ interface CommandSpec {
 
 const COMMANDS: Record<string, CommandSpec> = {
   upload: {
-    usage: 'upload <file|glob>... --to <channel> [--label L] [--source URL] [--revision SHA] [--result FILE] [--json]',
+    usage:
+      'upload <file|glob>... --to <channel> [--label L] [--source URL] [--revision SHA] [--result FILE] [--json]',
     summary: 'push built .conda/.tar.bz2 artifacts to a (staging) channel',
-    flags: { to: { type: 'string' }, source: { type: 'string' }, revision: { type: 'string' }, run: { type: 'string' } },
+    flags: {
+      to: { type: 'string' },
+      source: { type: 'string' },
+      revision: { type: 'string' },
+      run: { type: 'string' },
+    },
     build: (v, files) => {
       if (files.length === 0) throw new UsageError('upload needs at least one file or glob');
-      return { command: 'upload', files, to: required(v, 'to'), ...optional(v, ['source', 'revision', 'run']), ...common(v) };
+      return {
+        command: 'upload',
+        files,
+        to: required(v, 'to'),
+        ...optional(v, ['source', 'revision', 'run']),
+        ...common(v),
+      };
     },
   },
   validate: {
@@ -53,14 +69,27 @@ const COMMANDS: Record<string, CommandSpec> = {
       'validate --from <channel> (--artifact <subdir>/<file>=<sha256>)... | --artifacts FILE\n' +
       '         [--owners FILE --feedstock NAME] [--production <channel>] [--delete-failed] [--record-key KEY] [--result FILE] [--json]',
     summary: 'prove staged artifacts are exactly what the feedstock built and may publish',
-    flags: { from: { type: 'string' }, owners: { type: 'string' }, feedstock: { type: 'string' }, production: { type: 'string' }, 'delete-failed': { type: 'boolean' }, ...SELECTION },
+    flags: {
+      from: { type: 'string' },
+      owners: { type: 'string' },
+      feedstock: { type: 'string' },
+      production: { type: 'string' },
+      'delete-failed': { type: 'boolean' },
+      ...SELECTION,
+    },
     build: (v) => {
-      if ((v.owners === undefined) !== (v.feedstock === undefined)) throw new UsageError('--owners and --feedstock go together');
+      if ((v.owners === undefined) !== (v.feedstock === undefined))
+        throw new UsageError('--owners and --feedstock go together');
       return {
         command: 'validate',
         from: required(v, 'from'),
         artifacts: selection(v),
-        ...(v.owners ? { owners: parseOwners(readJson(String(v.owners)), String(v.owners)), feedstock: String(v.feedstock) } : {}),
+        ...(v.owners
+          ? {
+              owners: parseOwners(readJson(String(v.owners)), String(v.owners)),
+              feedstock: String(v.feedstock),
+            }
+          : {}),
         ...optional(v, ['production']),
         deleteFailed: v['delete-failed'] === true,
         ...recordKey(v),
@@ -69,9 +98,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     },
   },
   promote: {
-    usage: 'promote --from <channel> --to <channel> (--artifact <subdir>/<file>=<sha256>)... | --artifacts FILE\n' + '        [--delete-staged] [--record-key KEY] [--result FILE] [--json]',
+    usage:
+      'promote --from <channel> --to <channel> (--artifact <subdir>/<file>=<sha256>)... | --artifacts FILE\n' +
+      '        [--delete-staged] [--record-key KEY] [--result FILE] [--json]',
     summary: 'copy validated artifacts from staging to production',
-    flags: { from: { type: 'string' }, to: { type: 'string' }, 'delete-staged': { type: 'boolean' }, ...SELECTION },
+    flags: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'delete-staged': { type: 'boolean' },
+      ...SELECTION,
+    },
     build: (v) => ({
       command: 'promote',
       from: required(v, 'from'),
@@ -115,8 +151,16 @@ function common(values: Record<string, unknown>): CommonOptions & { label?: stri
   }
   const env = process.env;
   return {
-    ...(typeof values.username === 'string' ? { username: values.username } : env.CONDA_OCI_USERNAME ? { username: env.CONDA_OCI_USERNAME } : {}),
-    ...(typeof values.password === 'string' ? { password: values.password } : env.CONDA_OCI_PASSWORD ? { password: env.CONDA_OCI_PASSWORD } : {}),
+    ...(typeof values.username === 'string'
+      ? { username: values.username }
+      : env.CONDA_OCI_USERNAME
+        ? { username: env.CONDA_OCI_USERNAME }
+        : {}),
+    ...(typeof values.password === 'string'
+      ? { password: values.password }
+      : env.CONDA_OCI_PASSWORD
+        ? { password: env.CONDA_OCI_PASSWORD }
+        : {}),
     ...(values['plain-http'] ? { plainHttp: true } : {}),
     ...(concurrency ? { concurrency } : {}),
     ...(typeof values.result === 'string' ? { resultFile: values.result } : {}),
@@ -126,7 +170,8 @@ function common(values: Record<string, unknown>): CommonOptions & { label?: stri
 }
 
 function recordKey(values: Record<string, unknown>): { recordKey?: string } {
-  const key = typeof values['record-key'] === 'string' ? values['record-key'] : process.env.CONDA_OCI_RECORD_KEY;
+  const key =
+    typeof values['record-key'] === 'string' ? values['record-key'] : process.env.CONDA_OCI_RECORD_KEY;
   return key ? { recordKey: key } : {};
 }
 
@@ -146,14 +191,24 @@ function readJson(path: string): unknown {
 
 function selection(values: Record<string, unknown>) {
   const flags = ((values.artifact as string[] | undefined) ?? []).map(parseArtifactFlag);
-  const file = typeof values.artifacts === 'string' ? parseArtifactDocument(readJson(values.artifacts), values.artifacts) : [];
+  const file =
+    typeof values.artifacts === 'string'
+      ? parseArtifactDocument(readJson(values.artifacts), values.artifacts)
+      : [];
   const all = mergeRequests([flags, file]);
-  if (all.length === 0) throw new UsageError('name the artifacts with --artifact <subdir>/<file>=<sha256> or --artifacts FILE');
+  if (all.length === 0)
+    throw new UsageError('name the artifacts with --artifact <subdir>/<file>=<sha256> or --artifacts FILE');
   return all;
 }
 
 function help(): string {
-  const lines = ['Usage: conda-oci <command> [options]', '', 'Publish conda packages to OCI registries.', '', 'Commands:'];
+  const lines = [
+    'Usage: conda-oci <command> [options]',
+    '',
+    'Publish conda packages to OCI registries.',
+    '',
+    'Commands:',
+  ];
   for (const [name, spec] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${spec.summary}`);
   lines.push(
     '',
@@ -167,7 +222,14 @@ function help(): string {
 }
 
 function commandHelp(name: string, spec: CommandSpec): string {
-  return [`Usage: conda-oci ${spec.usage}`, '', spec.summary, '', 'Common options: --username U --password P (or CONDA_OCI_USERNAME/CONDA_OCI_PASSWORD) --plain-http --concurrency N --label L', `(${name})`].join('\n');
+  return [
+    `Usage: conda-oci ${spec.usage}`,
+    '',
+    spec.summary,
+    '',
+    'Common options: --username U --password P (or CONDA_OCI_USERNAME/CONDA_OCI_PASSWORD) --plain-http --concurrency N --label L',
+    `(${name})`,
+  ].join('\n');
 }
 
 /** Progress on stderr, throttled for transfers, with secrets cut out. */
@@ -191,10 +253,13 @@ function printSummary(result: CommandResult): void {
     .filter(([k]) => k !== 'total')
     .map(([k, v]) => `${v} ${k}`)
     .join(', ');
-  process.stderr.write(`${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}\n`);
+  process.stderr.write(
+    `${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}\n`,
+  );
   for (const a of result.artifacts.filter((x) => x.status === 'failed')) {
     process.stderr.write(redact(`  FAILED ${a.subdir}/${a.file}: ${a.error ?? ''}\n`));
-    for (const c of a.checks?.filter((x) => !x.ok) ?? []) process.stderr.write(redact(`    ${c.name}: ${c.detail}\n`));
+    for (const c of a.checks?.filter((x) => !x.ok) ?? [])
+      process.stderr.write(redact(`    ${c.name}: ${c.detail}\n`));
   }
 }
 
@@ -215,7 +280,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   let options: CommandOptions;
   try {
-    const parsed = parseArgs({ args: rest, options: { ...COMMON, ...spec.flags }, allowPositionals: true, strict: true });
+    const parsed = parseArgs({
+      args: rest,
+      options: { ...COMMON, ...spec.flags },
+      allowPositionals: true,
+      strict: true,
+    });
     if (parsed.values.help) {
       process.stdout.write(`${commandHelp(name, spec)}\n`);
       return 0;

@@ -25,14 +25,23 @@ export async function execute(options: CommandOptions, env: Environment): Promis
   if ('recordKey' in options) registerSecret(options.recordKey);
   const stores: Store[] = [];
   // The label applies to every channel of a run: staging's `rc` artifacts go to production's `rc`.
-  const channel = (url: string): Channel => parseChannel(url, { ...(options.label ? { label: options.label } : {}), ...(options.plainHttp ? { plainHttp: true } : {}) });
+  const channel = (url: string): Channel =>
+    parseChannel(url, {
+      ...(options.label ? { label: options.label } : {}),
+      ...(options.plainHttp ? { plainHttp: true } : {}),
+    });
   const open = (c: Channel): Store => {
     const store = openStore(c, {
       ...env.storeOptions,
       ...(options.username ? { username: options.username } : {}),
       ...(options.password ? { password: options.password } : {}),
       onCredentials: (creds) => registerCredentials(creds.username, creds.password),
-      ...(env.storeOptions?.onRetry ? {} : { onRetry: (what, err, ms) => env.reporter.info(`retrying ${what} in ${Math.round(ms)} ms: ${(err as Error).message}`) }),
+      ...(env.storeOptions?.onRetry
+        ? {}
+        : {
+            onRetry: (what, err, ms) =>
+              env.reporter.info(`retrying ${what} in ${Math.round(ms)} ms: ${(err as Error).message}`),
+          }),
     });
     stores.push(store);
     return store;
@@ -89,7 +98,10 @@ export async function execute(options: CommandOptions, env: Environment): Promis
       }
       case 'clean': {
         const c = channel(options.channel);
-        return await clean({ channel: c, olderThanMs: options.olderThanMs, dryRun: options.dryRun === true }, { ...base, store: open(c) });
+        return await clean(
+          { channel: c, olderThanMs: options.olderThanMs, dryRun: options.dryRun === true },
+          { ...base, store: open(c) },
+        );
       }
     }
   } finally {

@@ -35,7 +35,8 @@ function requested(key: string, sha256: unknown, where: string): RequestedArtifa
 /** `--artifact linux-64/foo-1.0-0.conda=<sha256>` */
 export function parseArtifactFlag(value: string): RequestedArtifact {
   const eq = value.lastIndexOf('=');
-  if (eq <= 0) throw new InvalidReferenceError(`--artifact "${value}" is not of the form <subdir>/<file>=<sha256>`);
+  if (eq <= 0)
+    throw new InvalidReferenceError(`--artifact "${value}" is not of the form <subdir>/<file>=<sha256>`);
   return requested(value.slice(0, eq), value.slice(eq + 1), '--artifact');
 }
 
@@ -55,18 +56,24 @@ export function parseArtifactDocument(value: unknown, where: string): RequestedA
   }
   if (Array.isArray(value)) {
     return value.map((entry, i) => {
-      if (entry === null || typeof entry !== 'object') throw new InvalidReferenceError(`${where}: entry ${i} is not an object`);
+      if (entry === null || typeof entry !== 'object')
+        throw new InvalidReferenceError(`${where}: entry ${i} is not an object`);
       const e = entry as Record<string, unknown>;
-      if (typeof e.subdir !== 'string' || typeof e.file !== 'string') throw new InvalidReferenceError(`${where}: entry ${i} lacks subdir and file`);
+      if (typeof e.subdir !== 'string' || typeof e.file !== 'string')
+        throw new InvalidReferenceError(`${where}: entry ${i} lacks subdir and file`);
       return requested(`${e.subdir}/${e.file}`, e.sha256, where);
     });
   }
-  if (value === null || typeof value !== 'object') throw new InvalidReferenceError(`${where} is neither a list of artifacts nor an outputs map`);
+  if (value === null || typeof value !== 'object')
+    throw new InvalidReferenceError(`${where} is neither a list of artifacts nor an outputs map`);
   const obj = value as Record<string, unknown>;
   if (Array.isArray(obj.artifacts)) {
     // A result document: failed uploads carry no sha256 and are not requests.
     return parseArtifactDocument(
-      obj.artifacts.filter((a) => (a as { status?: string })?.status !== 'failed' && (a as { status?: string })?.status !== 'skipped'),
+      obj.artifacts.filter(
+        (a) =>
+          (a as { status?: string })?.status !== 'failed' && (a as { status?: string })?.status !== 'skipped',
+      ),
       where,
     );
   }
@@ -81,7 +88,8 @@ export function mergeRequests(lists: RequestedArtifact[][]): RequestedArtifact[]
   for (const item of lists.flat()) {
     const key = artifactKey(item);
     const seen = byKey.get(key);
-    if (seen && seen.sha256 !== item.sha256) throw new InvalidReferenceError(`${key} is requested with two different sha256 values`);
+    if (seen && seen.sha256 !== item.sha256)
+      throw new InvalidReferenceError(`${key} is requested with two different sha256 values`);
     byKey.set(key, item);
   }
   return [...byKey.values()];

@@ -42,7 +42,10 @@ export function parseDuration(text: string): number {
 }
 
 /** Package repositories directly under the channel (not under its labels): `<prefix>/<subdir>/<c…|h…>`. */
-export async function packageRepositories(store: Store, channel: Channel): Promise<{ name: string; subdir: string }[]> {
+export async function packageRepositories(
+  store: Store,
+  channel: Channel,
+): Promise<{ name: string; subdir: string }[]> {
   const prefix = channelPrefix(channel);
   const found: { name: string; subdir: string }[] = [];
   for await (const name of store.listRepositories(prefix)) {
@@ -58,7 +61,9 @@ export async function clean(options: CleanOptions, context: CleanContext): Promi
   const now = (context.now?.() ?? new Date()).getTime();
   const cutoff = now - options.olderThanMs;
   const repositories = await packageRepositories(context.store, options.channel);
-  context.reporter.info(`Looking for artifacts older than ${new Date(cutoff).toISOString()} in ${repositories.length} repositories of ${channelUrl(options.channel)}`);
+  context.reporter.info(
+    `Looking for artifacts older than ${new Date(cutoff).toISOString()} in ${repositories.length} repositories of ${channelUrl(options.channel)}`,
+  );
   const perRepository = await mapLimit(repositories, options.concurrency ?? 4, async ({ name, subdir }) => {
     const repository = context.store.repository(name);
     const results: ArtifactResult[] = [];
@@ -68,7 +73,14 @@ export async function clean(options: CleanOptions, context: CleanContext): Promi
         const result = await cleanOne(repository, subdir, tag, cutoff, options, context);
         if (result) results.push(result);
       } catch (err) {
-        results.push({ subdir, file: `${name}:${tag}`, repository: name, tag, status: 'failed', error: describeError(err) });
+        results.push({
+          subdir,
+          file: `${name}:${tag}`,
+          repository: name,
+          tag,
+          status: 'failed',
+          error: describeError(err),
+        });
       }
     }
     return results;
@@ -76,13 +88,27 @@ export async function clean(options: CleanOptions, context: CleanContext): Promi
   return finish('clean', { channel: channelUrl(options.channel) }, perRepository.flat());
 }
 
-async function cleanOne(repository: Repository, subdir: string, tag: string, cutoff: number, options: CleanOptions, context: CleanContext): Promise<ArtifactResult | undefined> {
+async function cleanOne(
+  repository: Repository,
+  subdir: string,
+  tag: string,
+  cutoff: number,
+  options: CleanOptions,
+  context: CleanContext,
+): Promise<ArtifactResult | undefined> {
   const fetched = await repository.fetchManifest(tag);
   const reference = formatReference(options.channel, repository.name, tag);
   const info = readPackageManifest(fetched.bytes, reference);
-  const receipts = await listReferrers(repository, fetched.descriptor.digest as Digest, ARTIFACT_TYPE_UPLOAD_RECEIPT);
-  const times = receipts.map((r) => Date.parse(r.annotations?.[ANNOTATION_CREATED] ?? '')).filter((t) => !Number.isNaN(t));
-  const stagedAt = times.length > 0 ? Math.max(...times) : Date.parse(info.manifest.annotations?.[ANNOTATION_CREATED] ?? '');
+  const receipts = await listReferrers(
+    repository,
+    fetched.descriptor.digest as Digest,
+    ARTIFACT_TYPE_UPLOAD_RECEIPT,
+  );
+  const times = receipts
+    .map((r) => Date.parse(r.annotations?.[ANNOTATION_CREATED] ?? ''))
+    .filter((t) => !Number.isNaN(t));
+  const stagedAt =
+    times.length > 0 ? Math.max(...times) : Date.parse(info.manifest.annotations?.[ANNOTATION_CREATED] ?? '');
   if (!Number.isNaN(stagedAt) && stagedAt > cutoff) return undefined;
   const result: ArtifactResult = {
     subdir,
@@ -98,6 +124,8 @@ async function cleanOne(repository: Repository, subdir: string, tag: string, cut
     status: options.dryRun ? 'would-delete' : 'deleted',
   };
   if (!options.dryRun) await deleteStaged(repository, fetched.descriptor.digest as Digest);
-  context.reporter.info(`${info.fileName}: ${options.dryRun ? 'would delete' : 'deleted'} (staged ${Number.isNaN(stagedAt) ? 'at an unknown time' : new Date(stagedAt).toISOString()})`);
+  context.reporter.info(
+    `${info.fileName}: ${options.dryRun ? 'would delete' : 'deleted'} (staged ${Number.isNaN(stagedAt) ? 'at an unknown time' : new Date(stagedAt).toISOString()})`,
+  );
   return result;
 }

@@ -15,7 +15,8 @@ export interface OwnersMap {
 }
 
 export function parseOwners(value: unknown, where: string): OwnersMap {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InvalidReferenceError(`${where}: the owners map must be a JSON object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new InvalidReferenceError(`${where}: the owners map must be a JSON object`);
   const obj = value as Record<string, unknown>;
   const packages = (obj.packages ?? obj) as Record<string, unknown>;
   const allowNewNames = obj.allow_new_names === true;
@@ -24,7 +25,9 @@ export function parseOwners(value: unknown, where: string): OwnersMap {
     if (pattern === 'allow_new_names' || pattern === 'packages') continue;
     const list = Array.isArray(owners) ? owners : (owners as { feedstocks?: unknown })?.feedstocks;
     if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
-      throw new InvalidReferenceError(`${where}: the owners of "${pattern}" must be a list of feedstock names`);
+      throw new InvalidReferenceError(
+        `${where}: the owners of "${pattern}" must be a list of feedstock names`,
+      );
     }
     entries.push({ pattern, matcher: globToRegExp(pattern), feedstocks: list.map(normalizeFeedstock) });
   }
@@ -32,21 +35,34 @@ export function parseOwners(value: unknown, where: string): OwnersMap {
 }
 
 function globToRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
 export function normalizeFeedstock(name: string): string {
-  return name.trim().replace(/-feedstock$/, '').toLowerCase();
+  return name
+    .trim()
+    .replace(/-feedstock$/, '')
+    .toLowerCase();
 }
 
 /** Whether `feedstock` may publish `name`, and why, in words. */
-export function checkOwner(owners: OwnersMap, name: string, feedstock: string): { ok: boolean; detail: string } {
+export function checkOwner(
+  owners: OwnersMap,
+  name: string,
+  feedstock: string,
+): { ok: boolean; detail: string } {
   const matching = owners.entries.filter((e) => e.matcher.test(name));
   if (matching.length === 0) {
     return owners.allowNewNames
       ? { ok: true, detail: `"${name}" is not registered yet; new names are allowed` }
-      : { ok: false, detail: `"${name}" is not registered to any feedstock; register it for ${normalizeFeedstock(feedstock)} first` };
+      : {
+          ok: false,
+          detail: `"${name}" is not registered to any feedstock; register it for ${normalizeFeedstock(feedstock)} first`,
+        };
   }
   const wanted = normalizeFeedstock(feedstock);
   const allowed = [...new Set(matching.flatMap((e) => e.feedstocks))];

@@ -7,7 +7,15 @@
  */
 import { readPackageManifest } from '../conda/artifact.js';
 import { packageReference, parseArtifactFileName } from '../conda/naming.js';
-import { ANNOTATION_RECORD_SIGNATURE, ANNOTATION_VALIDATION_RESULT, ARTIFACT_TYPE_VALIDATION, parseRecordBody, recordLayer, verifyRecordSignature, type ValidationRecord } from '../conda/records.js';
+import {
+  ANNOTATION_RECORD_SIGNATURE,
+  ANNOTATION_VALIDATION_RESULT,
+  ARTIFACT_TYPE_VALIDATION,
+  parseRecordBody,
+  recordLayer,
+  verifyRecordSignature,
+  type ValidationRecord,
+} from '../conda/records.js';
 import { copyManifestBlobs, mapLimit, type Located } from '../oci/copy.js';
 import type { Digest } from '../oci/digest.js';
 import { describeError, ProtocolError } from '../oci/errors.js';
@@ -36,15 +44,25 @@ export interface PromoteContext {
 }
 
 export async function promote(options: PromoteOptions, context: PromoteContext): Promise<CommandResult> {
-  context.reporter.info(`Promoting ${options.artifacts.length} artifact(s) from ${channelUrl(options.from)} to ${channelUrl(options.to)}`);
+  context.reporter.info(
+    `Promoting ${options.artifacts.length} artifact(s) from ${channelUrl(options.from)} to ${channelUrl(options.to)}`,
+  );
   if (!options.recordKey) {
-    context.reporter.warn('No record key: validation records are not signed, so anyone who can write to staging could forge one. Set record-key on validate and promote.');
+    context.reporter.warn(
+      'No record key: validation records are not signed, so anyone who can write to staging could forge one. Set record-key on validate and promote.',
+    );
   }
   const results = await mapLimit(options.artifacts, options.concurrency ?? 4, async (request) => {
     try {
       return await promoteOne(request, options, context);
     } catch (err) {
-      const result: ArtifactResult = { subdir: request.subdir, file: request.file, sha256: request.sha256, status: 'failed', error: describeError(err) };
+      const result: ArtifactResult = {
+        subdir: request.subdir,
+        file: request.file,
+        sha256: request.sha256,
+        status: 'failed',
+        error: describeError(err),
+      };
       context.reporter.warn(`${request.file}: ${result.error}`);
       return result;
     }
@@ -52,13 +70,20 @@ export async function promote(options: PromoteOptions, context: PromoteContext):
   return finish('promote', { from: channelUrl(options.from), to: channelUrl(options.to) }, results);
 }
 
-async function promoteOne(request: RequestedArtifact, options: PromoteOptions, context: PromoteContext): Promise<ArtifactResult> {
+async function promoteOne(
+  request: RequestedArtifact,
+  options: PromoteOptions,
+  context: PromoteContext,
+): Promise<ArtifactResult> {
   const file = parseArtifactFileName(request.file);
   const ref = packageReference(request.subdir, file.name, file.version, file.build);
   const stagingName = channelRepository(options.from, ref.repository);
   const productionName = channelRepository(options.to, ref.repository);
   const staging: Located = { store: context.staging, repository: context.staging.repository(stagingName) };
-  const production: Located = { store: context.production, repository: context.production.repository(productionName) };
+  const production: Located = {
+    store: context.production,
+    repository: context.production.repository(productionName),
+  };
   const claimed = `sha256:${request.sha256}`;
   const result: ArtifactResult = {
     subdir: request.subdir,
@@ -79,7 +104,11 @@ async function promoteOne(request: RequestedArtifact, options: PromoteOptions, c
     const manifest = await production.repository.fetchManifest(published.digest);
     const layer = readPackageManifest(manifest.bytes, result.reference!).packageLayer;
     if (layer.digest !== claimed) {
-      return { ...result, digest: published.digest, error: `${result.reference} already holds a different package (${layer.digest}); production tags never move` };
+      return {
+        ...result,
+        digest: published.digest,
+        error: `${result.reference} already holds a different package (${layer.digest}); production tags never move`,
+      };
     }
     context.reporter.info(`${request.file}: already published as ${result.reference}`);
     return { ...result, digest: published.digest, status: 'already-published' };
@@ -91,46 +120,88 @@ async function promoteOne(request: RequestedArtifact, options: PromoteOptions, c
   });
   const info = readPackageManifest(staged.bytes, stagedWhere);
   if (info.packageLayer.digest !== claimed) {
-    return { ...result, error: `${stagedWhere} holds ${info.packageLayer.digest}, not the requested ${claimed} (re-tagged since validation?)` };
+    return {
+      ...result,
+      error: `${stagedWhere} holds ${info.packageLayer.digest}, not the requested ${claimed} (re-tagged since validation?)`,
+    };
   }
   const record = await passingRecord(staging.repository, staged, request, options.recordKey);
   if (typeof record === 'string') return { ...result, digest: staged.descriptor.digest, error: record };
 
-  await copyManifestBlobs(staging, production, { mediaType: staged.descriptor.mediaType, bytes: staged.bytes });
-  await copyManifestBlobs(staging, production, { mediaType: record.descriptor.mediaType, bytes: record.bytes });
-  await pushReferrer(production.repository, { mediaType: record.descriptor.mediaType, bytes: record.bytes }, staged.descriptor.digest as Digest);
-  await production.repository.pushManifest({ mediaType: staged.descriptor.mediaType, bytes: staged.bytes }, ref.tag);
+  await copyManifestBlobs(staging, production, {
+    mediaType: staged.descriptor.mediaType,
+    bytes: staged.bytes,
+  });
+  await copyManifestBlobs(staging, production, {
+    mediaType: record.descriptor.mediaType,
+    bytes: record.bytes,
+  });
+  await pushReferrer(
+    production.repository,
+    { mediaType: record.descriptor.mediaType, bytes: record.bytes },
+    staged.descriptor.digest as Digest,
+  );
+  await production.repository.pushManifest(
+    { mediaType: staged.descriptor.mediaType, bytes: staged.bytes },
+    ref.tag,
+  );
 
   // No registry offers a conditional PUT: read back, so a concurrent writer cannot go unnoticed.
   const now = await production.repository.resolve(ref.tag);
   if (now?.digest !== staged.descriptor.digest) {
-    return { ...result, digest: staged.descriptor.digest, error: `${result.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}` };
+    return {
+      ...result,
+      digest: staged.descriptor.digest,
+      error: `${result.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}`,
+    };
   }
   if (options.deleteStaged) await deleteStaged(staging.repository, staged.descriptor.digest as Digest);
   context.reporter.info(`${request.file}: promoted to ${result.reference}`);
-  return { ...result, digest: staged.descriptor.digest, md5: info.md5, size: info.packageLayer.size, status: 'promoted' };
+  return {
+    ...result,
+    digest: staged.descriptor.digest,
+    md5: info.md5,
+    size: info.packageLayer.size,
+    status: 'promoted',
+  };
 }
 
 /**
  * The newest passing validation record of exactly this staged manifest, or why there is none.
  * With a key, only records whose signature verifies count.
  */
-async function passingRecord(repository: Repository, staged: FetchedManifest, request: RequestedArtifact, key: string | undefined): Promise<FetchedManifest | string> {
+async function passingRecord(
+  repository: Repository,
+  staged: FetchedManifest,
+  request: RequestedArtifact,
+  key: string | undefined,
+): Promise<FetchedManifest | string> {
   const subject = staged.descriptor.digest as Digest;
   const candidates = (await listReferrers(repository, subject, ARTIFACT_TYPE_VALIDATION))
     .filter((d) => d.annotations?.[ANNOTATION_VALIDATION_RESULT] === 'passed')
-    .sort((a, b) => (b.annotations?.[ANNOTATION_CREATED] ?? '').localeCompare(a.annotations?.[ANNOTATION_CREATED] ?? ''));
+    .sort((a, b) =>
+      (b.annotations?.[ANNOTATION_CREATED] ?? '').localeCompare(a.annotations?.[ANNOTATION_CREATED] ?? ''),
+    );
   const reasons: string[] = [];
   for (const candidate of candidates) {
     const fetched = await repository.fetchManifest(candidate.digest);
-    const { manifest, layer } = recordLayer(fetched.bytes, ARTIFACT_TYPE_VALIDATION, `validation record ${candidate.digest}`);
+    const { manifest, layer } = recordLayer(
+      fetched.bytes,
+      ARTIFACT_TYPE_VALIDATION,
+      `validation record ${candidate.digest}`,
+    );
     const body = await repository.readBlob(layer, 1024 * 1024);
     if (key && !verifyRecordSignature(body, manifest.annotations?.[ANNOTATION_RECORD_SIGNATURE], key)) {
       reasons.push(`record ${candidate.digest} is not signed with the record key`);
       continue;
     }
     const parsed = parseRecordBody<ValidationRecord>(body, `validation record ${candidate.digest}`);
-    if (parsed.passed === true && parsed.subject?.digest === subject && parsed.claimed?.sha256 === request.sha256 && manifest.subject?.digest === subject) {
+    if (
+      parsed.passed === true &&
+      parsed.subject?.digest === subject &&
+      parsed.claimed?.sha256 === request.sha256 &&
+      manifest.subject?.digest === subject
+    ) {
       return fetched;
     }
     reasons.push(`record ${candidate.digest} does not pass this exact artifact`);

@@ -73,7 +73,12 @@ export function countStatuses(artifacts: ArtifactResult[]): Record<string, numbe
   return counts;
 }
 
-export function finish(command: string, channels: Record<string, string>, artifacts: ArtifactResult[], extra: Record<string, number> = {}): CommandResult {
+export function finish(
+  command: string,
+  channels: Record<string, string>,
+  artifacts: ArtifactResult[],
+  extra: Record<string, number> = {},
+): CommandResult {
   return {
     command,
     channels,

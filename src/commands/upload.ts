@@ -5,7 +5,12 @@
  */
 import { basename, dirname } from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
-import { buildPackageArtifact, MEDIA_TYPE_CONDA_PACKAGE_V2, readPackageManifest, type ProvenanceOptions } from '../conda/artifact.js';
+import {
+  buildPackageArtifact,
+  MEDIA_TYPE_CONDA_PACKAGE_V2,
+  readPackageManifest,
+  type ProvenanceOptions,
+} from '../conda/artifact.js';
 import { packageReference, parseArtifactFileName } from '../conda/naming.js';
 import { readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
@@ -59,8 +64,11 @@ export async function expandFiles(patterns: string[], cwd = process.cwd()): Prom
  */
 function tarBz2Shadowed(files: string[]): Set<string> {
   const condas = new Set<string>();
-  for (const file of files) if (file.endsWith('.conda')) condas.add(`${dirname(file)}/${basename(file, '.conda')}`);
-  return new Set(files.filter((f) => f.endsWith('.tar.bz2') && condas.has(`${dirname(f)}/${basename(f, '.tar.bz2')}`)));
+  for (const file of files)
+    if (file.endsWith('.conda')) condas.add(`${dirname(file)}/${basename(file, '.conda')}`);
+  return new Set(
+    files.filter((f) => f.endsWith('.tar.bz2') && condas.has(`${dirname(f)}/${basename(f, '.tar.bz2')}`)),
+  );
 }
 
 export async function upload(options: UploadOptions, context: UploadContext): Promise<CommandResult> {
@@ -69,12 +77,22 @@ export async function upload(options: UploadOptions, context: UploadContext): Pr
   context.reporter.info(`Uploading ${files.length} artifact(s) to ${channelUrl(options.channel)}`);
   const results = await mapLimit(files, options.concurrency ?? 4, async (path) => {
     if (shadowed.has(path)) {
-      return { subdir: subdirHint(path) ?? '', file: basename(path), status: 'skipped', error: 'the .conda of the same package is uploaded instead' } satisfies ArtifactResult;
+      return {
+        subdir: subdirHint(path) ?? '',
+        file: basename(path),
+        status: 'skipped',
+        error: 'the .conda of the same package is uploaded instead',
+      } satisfies ArtifactResult;
     }
     try {
       return await uploadOne(path, options, context);
     } catch (err) {
-      const result: ArtifactResult = { subdir: subdirHint(path) ?? '', file: basename(path), status: 'failed', error: describeError(err) };
+      const result: ArtifactResult = {
+        subdir: subdirHint(path) ?? '',
+        file: basename(path),
+        status: 'failed',
+        error: describeError(err),
+      };
       context.reporter.warn(`${basename(path)}: ${result.error}`);
       return result;
     }
@@ -89,7 +107,11 @@ function subdirHint(path: string): string | undefined {
   return isSubdir(parent) ? parent : undefined;
 }
 
-async function uploadOne(path: string, options: UploadOptions, context: UploadContext): Promise<ArtifactResult> {
+async function uploadOne(
+  path: string,
+  options: UploadOptions,
+  context: UploadContext,
+): Promise<ArtifactResult> {
   const file = basename(path);
   parseArtifactFileName(file);
   const pkg = await readPackageFile(path);
@@ -119,36 +141,60 @@ async function uploadOne(path: string, options: UploadOptions, context: UploadCo
   if (existing?.digest === artifact.descriptor.digest) {
     // A run cut off after the manifest and before the receipt left no receipt: write it now.
     if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0) {
-      await pushReceipt(repository, artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
+      await pushReceipt(
+        repository,
+        artifact.descriptor,
+        { file, subdir, sha256: pkg.sha256 },
+        options,
+        context,
+      );
     }
     context.reporter.info(`${file}: already staged as ${result.reference}`);
     return { ...result, status: 'exists' };
   }
   if (existing && pkg.format === 'tar.bz2') {
     const current = await repository.fetchManifest(existing.digest);
-    if (readPackageManifest(current.bytes, result.reference!).packageLayer.mediaType === MEDIA_TYPE_CONDA_PACKAGE_V2) {
-      return { ...result, status: 'skipped', error: `${result.reference} already holds the .conda of this package, which is kept` };
+    if (
+      readPackageManifest(current.bytes, result.reference!).packageLayer.mediaType ===
+      MEDIA_TYPE_CONDA_PACKAGE_V2
+    ) {
+      return {
+        ...result,
+        status: 'skipped',
+        error: `${result.reference} already holds the .conda of this package, which is kept`,
+      };
     }
   }
 
   const large = pkg.size >= 8 * 1024 * 1024;
   const outcome = await pushArtifact(repository, artifact, {
     tag: ref.tag,
-    ...(large && context.reporter.progress ? { onProgress: (blob, sent) => blob.size === pkg.size && context.reporter.progress!(file, sent, pkg.size) } : {}),
+    ...(large && context.reporter.progress
+      ? {
+          onProgress: (blob, sent) =>
+            blob.size === pkg.size && context.reporter.progress!(file, sent, pkg.size),
+        }
+      : {}),
   });
   await pushReceipt(repository, artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
-  context.reporter.info(`${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(outcome.bytesSent)} sent)`);
+  context.reporter.info(
+    `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(outcome.bytesSent)} sent)`,
+  );
   return { ...result, bytesSent: outcome.bytesSent };
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {
   const subdir = pkg.index.subdir;
   if (typeof subdir !== 'string' || !isSubdir(subdir)) {
-    throw new InvalidReferenceError(`${basename(path)}: info/index.json has no valid "subdir" (${JSON.stringify(subdir)})`);
+    throw new InvalidReferenceError(
+      `${basename(path)}: info/index.json has no valid "subdir" (${JSON.stringify(subdir)})`,
+    );
   }
   const hint = subdirHint(path);
   if (hint !== undefined && hint !== subdir) {
-    throw new InvalidReferenceError(`${basename(path)}: lies in a "${hint}" directory but info/index.json says subdir "${subdir}"`);
+    throw new InvalidReferenceError(
+      `${basename(path)}: lies in a "${hint}" directory but info/index.json says subdir "${subdir}"`,
+    );
   }
   return subdir;
 }

@@ -8,7 +8,12 @@ import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact
 import { sameInfoTarball } from '../conda/info-compare.js';
 import { packageReference, parseArtifactFileName } from '../conda/naming.js';
 import { readPackage, type PackageContents } from '../conda/package-reader.js';
-import { ANNOTATION_VALIDATION_RESULT, ARTIFACT_TYPE_VALIDATION, buildRecord, type ValidationRecord } from '../conda/records.js';
+import {
+  ANNOTATION_VALIDATION_RESULT,
+  ARTIFACT_TYPE_VALIDATION,
+  buildRecord,
+  type ValidationRecord,
+} from '../conda/records.js';
 import { mapLimit } from '../oci/copy.js';
 import { digestOf, type Digest } from '../oci/digest.js';
 import { describeError, NotFoundError } from '../oci/errors.js';
@@ -53,12 +58,20 @@ export interface ValidateContext {
 }
 
 export async function validate(options: ValidateOptions, context: ValidateContext): Promise<CommandResult> {
-  context.reporter.info(`Validating ${options.artifacts.length} artifact(s) in ${channelUrl(options.channel)}`);
+  context.reporter.info(
+    `Validating ${options.artifacts.length} artifact(s) in ${channelUrl(options.channel)}`,
+  );
   const results = await mapLimit(options.artifacts, options.concurrency ?? 4, async (request) => {
     try {
       return await validateOne(request, options, context);
     } catch (err) {
-      return { subdir: request.subdir, file: request.file, sha256: request.sha256, status: 'failed', error: describeError(err) } satisfies ArtifactResult;
+      return {
+        subdir: request.subdir,
+        file: request.file,
+        sha256: request.sha256,
+        status: 'failed',
+        error: describeError(err),
+      } satisfies ArtifactResult;
     }
   });
   const channels: Record<string, string> = { from: channelUrl(options.channel) };
@@ -88,7 +101,11 @@ class CheckList {
   }
 }
 
-async function validateOne(request: RequestedArtifact, options: ValidateOptions, context: ValidateContext): Promise<ArtifactResult> {
+async function validateOne(
+  request: RequestedArtifact,
+  options: ValidateOptions,
+  context: ValidateContext,
+): Promise<ArtifactResult> {
   const fileName = parseArtifactFileName(request.file);
   const ref = packageReference(request.subdir, fileName.name, fileName.version, fileName.build);
   const repositoryName = channelRepository(options.channel, ref.repository);
@@ -115,7 +132,10 @@ async function validateOne(request: RequestedArtifact, options: ValidateOptions,
     info = readPackageManifest(staged.bytes, reference);
     checks.pass('manifest', `${reference} is a conda package artifact (${staged.descriptor.digest})`);
   } catch (err) {
-    checks.fail('manifest', err instanceof NotFoundError ? `nothing is staged at ${reference}` : describeError(err));
+    checks.fail(
+      'manifest',
+      err instanceof NotFoundError ? `nothing is staged at ${reference}` : describeError(err),
+    );
   }
   let pkg: PackageContents | undefined;
   if (staged && info) {
@@ -138,20 +158,32 @@ async function validateOne(request: RequestedArtifact, options: ValidateOptions,
   result.checks = checks.checks;
   result.status = checks.passed ? 'passed' : 'failed';
   if (!checks.passed) result.error = checks.firstFailure();
-  if (staged) await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
+  if (staged)
+    await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
   if (!checks.passed && options.deleteFailed && staged) {
     await deleteStaged(repository, staged.descriptor.digest as Digest);
     context.reporter.info(`${request.file}: deleted from staging after failing validation`);
   }
-  context.reporter[checks.passed ? 'info' : 'warn'](`${request.file}: ${checks.passed ? 'passed' : `FAILED (${result.error})`}`);
+  context.reporter[checks.passed ? 'info' : 'warn'](
+    `${request.file}: ${checks.passed ? 'passed' : `FAILED (${result.error})`}`,
+  );
   return result;
 }
 
 /** Checks 2-8: the package layer, its bytes, and the layers derived from it. */
-async function checkContent(request: RequestedArtifact, info: PackageManifestInfo, repository: Repository, checks: CheckList): Promise<PackageContents | undefined> {
+async function checkContent(
+  request: RequestedArtifact,
+  info: PackageManifestInfo,
+  repository: Repository,
+  checks: CheckList,
+): Promise<PackageContents | undefined> {
   const file = parseArtifactFileName(request.file);
   const identityOk =
-    info.name === file.name && info.version === file.version && info.build === file.build && info.format === file.ext && info.fileName === request.file;
+    info.name === file.name &&
+    info.version === file.version &&
+    info.build === file.build &&
+    info.format === file.ext &&
+    info.fileName === request.file;
   checks.expect(
     'identity',
     identityOk,
@@ -159,7 +191,14 @@ async function checkContent(request: RequestedArtifact, info: PackageManifestInf
     `the manifest describes ${info.fileName} (${info.name} ${info.version} ${info.build}, .${info.format}), not ${request.file}`,
   );
   const claimed = `sha256:${request.sha256}`;
-  if (!checks.expect('claimed-sha256', info.packageLayer.digest === claimed, `package layer digest is the claimed ${claimed}`, `package layer digest is ${info.packageLayer.digest}, the feedstock claimed ${claimed}`)) {
+  if (
+    !checks.expect(
+      'claimed-sha256',
+      info.packageLayer.digest === claimed,
+      `package layer digest is the claimed ${claimed}`,
+      `package layer digest is ${info.packageLayer.digest}, the feedstock claimed ${claimed}`,
+    )
+  ) {
     return undefined;
   }
 
@@ -172,11 +211,22 @@ async function checkContent(request: RequestedArtifact, info: PackageManifestInf
     return undefined;
   }
   const bytesOk = `sha256:${pkg.sha256}` === claimed && pkg.size === info.packageLayer.size;
-  if (!checks.expect('package-bytes', bytesOk, `downloaded ${pkg.size} bytes hash to ${claimed}`, `downloaded bytes hash to sha256:${pkg.sha256} (${pkg.size} bytes)`)) {
+  if (
+    !checks.expect(
+      'package-bytes',
+      bytesOk,
+      `downloaded ${pkg.size} bytes hash to ${claimed}`,
+      `downloaded bytes hash to sha256:${pkg.sha256} (${pkg.size} bytes)`,
+    )
+  ) {
     return undefined;
   }
   const index = pkg.index;
-  const indexOk = index.name === file.name && index.version === file.version && index.build === file.build && index.subdir === request.subdir;
+  const indexOk =
+    index.name === file.name &&
+    index.version === file.version &&
+    index.build === file.build &&
+    index.subdir === request.subdir;
   checks.expect(
     'package-index',
     indexOk,
@@ -184,11 +234,28 @@ async function checkContent(request: RequestedArtifact, info: PackageManifestInf
     `info/index.json names ${index.name} ${index.version} ${index.build} in ${String(index.subdir)}, the request ${file.name} ${file.version} ${file.build} in ${request.subdir}`,
   );
   const indexDigest = digestOf(pkg.indexJson);
-  checks.expect('index-layer', info.indexLayer.digest === indexDigest, 'index.json layer equals the package\'s info/index.json', `index.json layer ${info.indexLayer.digest} differs from the package's (${indexDigest})`);
-  checks.expect('md5', info.md5 === pkg.md5, `md5 annotation is ${pkg.md5}`, `md5 annotation is ${info.md5 ?? 'missing'}, the package's md5 is ${pkg.md5}`);
+  checks.expect(
+    'index-layer',
+    info.indexLayer.digest === indexDigest,
+    "index.json layer equals the package's info/index.json",
+    `index.json layer ${info.indexLayer.digest} differs from the package's (${indexDigest})`,
+  );
+  checks.expect(
+    'md5',
+    info.md5 === pkg.md5,
+    `md5 annotation is ${pkg.md5}`,
+    `md5 annotation is ${info.md5 ?? 'missing'}, the package's md5 is ${pkg.md5}`,
+  );
   try {
-    const same = info.infoLayer.digest === digestOf(pkg.infoTarGz) || (await sameInfoTarball(await repository.readBlob(info.infoLayer, INFO_LAYER_LIMIT), pkg.infoTarGz));
-    checks.expect('info-layer', same === true, 'info layer holds the package\'s info/ folder, file by file', typeof same === 'string' ? same : 'info layer differs from the package\'s info/ folder');
+    const same =
+      info.infoLayer.digest === digestOf(pkg.infoTarGz) ||
+      (await sameInfoTarball(await repository.readBlob(info.infoLayer, INFO_LAYER_LIMIT), pkg.infoTarGz));
+    checks.expect(
+      'info-layer',
+      same === true,
+      "info layer holds the package's info/ folder, file by file",
+      typeof same === 'string' ? same : "info layer differs from the package's info/ folder",
+    );
   } catch (err) {
     checks.fail('info-layer', describeError(err));
   }
@@ -196,7 +263,13 @@ async function checkContent(request: RequestedArtifact, info: PackageManifestInf
 }
 
 /** Production must not hold different content under the same name and tag. */
-async function checkProduction(channel: Channel, store: Store, ref: { repository: string; tag: string }, packageDigest: string, checks: CheckList): Promise<void> {
+async function checkProduction(
+  channel: Channel,
+  store: Store,
+  ref: { repository: string; tag: string },
+  packageDigest: string,
+  checks: CheckList,
+): Promise<void> {
   const repositoryName = channelRepository(channel, ref.repository);
   const where = formatReference(channel, repositoryName, ref.tag);
   try {
@@ -233,7 +306,13 @@ async function recordOutcome(
     schema: 1,
     passed: checks.passed,
     subject: { repository: repository.name, tag: result.tag!, digest: subject.digest },
-    artifact: { subdir: request.subdir, file: request.file, name: result.name!, version: result.version!, build: result.build! },
+    artifact: {
+      subdir: request.subdir,
+      file: request.file,
+      name: result.name!,
+      version: result.version!,
+      build: result.build!,
+    },
     claimed: { sha256: request.sha256 },
     measured: pkg ? { sha256: pkg.sha256, md5: pkg.md5, size: pkg.size } : {},
     checks: checks.checks,
@@ -241,7 +320,14 @@ async function recordOutcome(
     validatedAt,
     tool: context.tool ?? 'conda-oci',
   };
-  const artifact = buildRecord(ARTIFACT_TYPE_VALIDATION, record, subject, validatedAt, { [ANNOTATION_VALIDATION_RESULT]: checks.passed ? 'passed' : 'failed' }, options.recordKey);
+  const artifact = buildRecord(
+    ARTIFACT_TYPE_VALIDATION,
+    record,
+    subject,
+    validatedAt,
+    { [ANNOTATION_VALIDATION_RESULT]: checks.passed ? 'passed' : 'failed' },
+    options.recordKey,
+  );
   await pushArtifact(repository, artifact, { subject });
 }
 

@@ -5,8 +5,24 @@
  */
 import type { Digest } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
-import { canonicalJson, descriptorOf, EMPTY_CONFIG, parseImageManifest, type Annotations, type Descriptor, type ImageManifest, type ManifestBytes } from '../oci/manifest.js';
-import { ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, ANNOTATION_TITLE, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
+import {
+  canonicalJson,
+  descriptorOf,
+  EMPTY_CONFIG,
+  parseImageManifest,
+  type Annotations,
+  type Descriptor,
+  type ImageManifest,
+  type ManifestBytes,
+} from '../oci/manifest.js';
+import {
+  ANNOTATION_CREATED,
+  ANNOTATION_REVISION,
+  ANNOTATION_SOURCE,
+  ANNOTATION_TITLE,
+  EMPTY_JSON_BYTES,
+  MEDIA_TYPE_OCI_MANIFEST,
+} from '../oci/media-types.js';
 import type { BlobContent } from '../oci/storage.js';
 import type { PackageContents } from './package-reader.js';
 
@@ -22,7 +38,12 @@ export const ANNOTATION_PACKAGE_BUILD = 'org.conda.package.build';
 /** The package's MD5, which repodata needs; in this project's own namespace (the CEP reserves org.conda.*). */
 export const ANNOTATION_PACKAGE_MD5 = 'io.github.conda-oci.package.md5';
 
-const CONDA_ANNOTATIONS = new Set([ANNOTATION_SCHEMA, ANNOTATION_PACKAGE_NAME, ANNOTATION_PACKAGE_VERSION, ANNOTATION_PACKAGE_BUILD]);
+const CONDA_ANNOTATIONS = new Set([
+  ANNOTATION_SCHEMA,
+  ANNOTATION_PACKAGE_NAME,
+  ANNOTATION_PACKAGE_VERSION,
+  ANNOTATION_PACKAGE_BUILD,
+]);
 
 export function packageMediaType(format: 'conda' | 'tar.bz2'): string {
   return format === 'conda' ? MEDIA_TYPE_CONDA_PACKAGE_V2 : MEDIA_TYPE_CONDA_PACKAGE_V1;
@@ -48,7 +69,11 @@ export interface PackageArtifact {
 }
 
 /** Builds the artifact; `packageContent` re-reads the package bytes for the upload. */
-export function buildPackageArtifact(pkg: PackageContents, packageContent: BlobContent, provenance: ProvenanceOptions = {}): PackageArtifact {
+export function buildPackageArtifact(
+  pkg: PackageContents,
+  packageContent: BlobContent,
+  provenance: ProvenanceOptions = {},
+): PackageArtifact {
   const packageLayer: Descriptor = {
     mediaType: packageMediaType(pkg.format),
     digest: `sha256:${pkg.sha256}` as Digest,
@@ -120,18 +145,23 @@ export function readPackageManifest(bytes: Uint8Array, what: string): PackageMan
   const fail = (problem: string): never => {
     throw new ProtocolError(`${what}: ${problem}`);
   };
-  if (manifest.layers.length !== 3) fail(`has ${manifest.layers.length} layers; a conda package artifact has exactly 3`);
+  if (manifest.layers.length !== 3)
+    fail(`has ${manifest.layers.length} layers; a conda package artifact has exactly 3`);
   const [packageLayer, infoLayer, indexLayer] = manifest.layers as [Descriptor, Descriptor, Descriptor];
   let format: 'conda' | 'tar.bz2';
   if (packageLayer.mediaType === MEDIA_TYPE_CONDA_PACKAGE_V2) format = 'conda';
   else if (packageLayer.mediaType === MEDIA_TYPE_CONDA_PACKAGE_V1) format = 'tar.bz2';
   else fail(`layer 1 has media type ${packageLayer.mediaType}, not a conda package type`);
-  if (infoLayer.mediaType !== MEDIA_TYPE_CONDA_INFO) fail(`layer 2 has media type ${infoLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INFO}`);
-  if (indexLayer.mediaType !== MEDIA_TYPE_CONDA_INDEX) fail(`layer 3 has media type ${indexLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INDEX}`);
+  if (infoLayer.mediaType !== MEDIA_TYPE_CONDA_INFO)
+    fail(`layer 2 has media type ${infoLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INFO}`);
+  if (indexLayer.mediaType !== MEDIA_TYPE_CONDA_INDEX)
+    fail(`layer 3 has media type ${indexLayer.mediaType}, not ${MEDIA_TYPE_CONDA_INDEX}`);
   const annotations = manifest.annotations ?? {};
-  if (annotations[ANNOTATION_SCHEMA] !== '1') fail(`annotation ${ANNOTATION_SCHEMA} is ${JSON.stringify(annotations[ANNOTATION_SCHEMA])}, not "1"`);
+  if (annotations[ANNOTATION_SCHEMA] !== '1')
+    fail(`annotation ${ANNOTATION_SCHEMA} is ${JSON.stringify(annotations[ANNOTATION_SCHEMA])}, not "1"`);
   for (const key of Object.keys(annotations)) {
-    if (key.startsWith('org.conda.') && !CONDA_ANNOTATIONS.has(key)) fail(`has annotation ${key}, which the CEP does not allow`);
+    if (key.startsWith('org.conda.') && !CONDA_ANNOTATIONS.has(key))
+      fail(`has annotation ${key}, which the CEP does not allow`);
   }
   const name = annotations[ANNOTATION_PACKAGE_NAME];
   const version = annotations[ANNOTATION_PACKAGE_VERSION];
@@ -139,5 +169,16 @@ export function readPackageManifest(bytes: Uint8Array, what: string): PackageMan
   if (!name || !version || !build) fail('lacks the org.conda.package.name/version/build annotations');
   const fileName = packageLayer.annotations?.[ANNOTATION_TITLE] ?? `${name}-${version}-${build}.${format!}`;
   const md5 = packageLayer.annotations?.[ANNOTATION_PACKAGE_MD5];
-  return { manifest, packageLayer, infoLayer, indexLayer, name: name!, version: version!, build: build!, fileName, format: format!, md5 };
+  return {
+    manifest,
+    packageLayer,
+    infoLayer,
+    indexLayer,
+    name: name!,
+    version: version!,
+    build: build!,
+    fileName,
+    format: format!,
+    md5,
+  };
 }

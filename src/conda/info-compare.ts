@@ -58,8 +58,10 @@ export async function sameInfoTarball(a: Uint8Array, b: Uint8Array): Promise<tru
   for (const [name, entry] of right) {
     const other = left.get(name);
     if (!other) return `info layer lacks ${name}`;
-    if (other.type !== entry.type || other.content !== entry.content) return `info layer's ${name} differs from the package's`;
+    if (other.type !== entry.type || other.content !== entry.content)
+      return `info layer's ${name} differs from the package's`;
   }
-  for (const name of left.keys()) if (!right.has(name)) return `info layer has ${name}, which the package's info/ does not`;
+  for (const name of left.keys())
+    if (!right.has(name)) return `info layer has ${name}, which the package's info/ does not`;
   return true;
 }

@@ -7,7 +7,15 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ProtocolError } from '../oci/errors.js';
-import { canonicalJson, descriptorOf, EMPTY_CONFIG, parseImageManifest, type Annotations, type Descriptor, type ImageManifest } from '../oci/manifest.js';
+import {
+  canonicalJson,
+  descriptorOf,
+  EMPTY_CONFIG,
+  parseImageManifest,
+  type Annotations,
+  type Descriptor,
+  type ImageManifest,
+} from '../oci/manifest.js';
 import { ANNOTATION_CREATED, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
 import type { PackageArtifact } from './artifact.js';
 
@@ -45,7 +53,14 @@ export interface ValidationRecord {
 }
 
 /** A record as an artifact ready to push: its blobs, then the manifest (with `subject`). */
-export function buildRecord(artifactType: string, body: object, subject: Descriptor, createdAt: string, extra: Annotations = {}, key?: string): PackageArtifact {
+export function buildRecord(
+  artifactType: string,
+  body: object,
+  subject: Descriptor,
+  createdAt: string,
+  extra: Annotations = {},
+  key?: string,
+): PackageArtifact {
   const layerBytes = canonicalJson(body);
   const layer = descriptorOf(artifactType, layerBytes);
   const annotations: Annotations = { [ANNOTATION_CREATED]: createdAt, ...extra };
@@ -78,17 +93,30 @@ export function signRecord(bytes: Uint8Array, key: string): string {
   return createHmac('sha256', key).update(bytes).digest('hex');
 }
 
-export function verifyRecordSignature(bytes: Uint8Array, signature: string | undefined, key: string): boolean {
+export function verifyRecordSignature(
+  bytes: Uint8Array,
+  signature: string | undefined,
+  key: string,
+): boolean {
   if (!signature || !/^[a-f0-9]{64}$/.test(signature)) return false;
   const expected = Buffer.from(signRecord(bytes, key), 'hex');
   return timingSafeEqual(expected, Buffer.from(signature, 'hex'));
 }
 
 /** The record layer of a record manifest, checked for shape. */
-export function recordLayer(manifestBytes: Uint8Array, artifactType: string, what: string): { manifest: ImageManifest; layer: Descriptor } {
+export function recordLayer(
+  manifestBytes: Uint8Array,
+  artifactType: string,
+  what: string,
+): { manifest: ImageManifest; layer: Descriptor } {
   const manifest = parseImageManifest(manifestBytes, what);
   const layer = manifest.layers[0];
-  if (manifest.artifactType !== artifactType || manifest.layers.length !== 1 || !layer || layer.mediaType !== artifactType) {
+  if (
+    manifest.artifactType !== artifactType ||
+    manifest.layers.length !== 1 ||
+    !layer ||
+    layer.mediaType !== artifactType
+  ) {
     throw new ProtocolError(`${what} is not a ${artifactType} record`);
   }
   return { manifest, layer };

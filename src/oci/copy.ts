@@ -45,7 +45,12 @@ function skip(stream: Readable, count: number): Readable {
   );
 }
 
-export async function copyBlob(from: Located, to: Located, descriptor: Pick<Descriptor, 'digest' | 'size'>, onProgress?: (bytes: number) => void): Promise<BlobCopyOutcome> {
+export async function copyBlob(
+  from: Located,
+  to: Located,
+  descriptor: Pick<Descriptor, 'digest' | 'size'>,
+  onProgress?: (bytes: number) => void,
+): Promise<BlobCopyOutcome> {
   const sameStore = from.store.id === to.store.id;
   try {
     const outcome = await to.repository.pushBlob(descriptor, remoteSource(from.repository, descriptor), {
@@ -54,23 +59,38 @@ export async function copyBlob(from: Located, to: Located, descriptor: Pick<Desc
     });
     return { ...outcome, digest: descriptor.digest };
   } catch (err) {
-    throw new CopyError(sourceOrDestination(err), `copying blob ${descriptor.digest} from ${from.repository.name} to ${to.repository.name}: ${(err as Error).message}`, { cause: err });
+    throw new CopyError(
+      sourceOrDestination(err),
+      `copying blob ${descriptor.digest} from ${from.repository.name} to ${to.repository.name}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
 function sourceOrDestination(err: unknown): 'source' | 'destination' {
   // Verification failures and missing blobs surface while reading the source.
-  return err instanceof OciError && (err.code === 'DIGEST_MISMATCH' || err.code === 'NOT_FOUND') ? 'source' : 'destination';
+  return err instanceof OciError && (err.code === 'DIGEST_MISMATCH' || err.code === 'NOT_FOUND')
+    ? 'source'
+    : 'destination';
 }
 
 /** Copies the blobs of an image manifest, at most `concurrency` at a time. */
-export async function copyManifestBlobs(from: Located, to: Located, manifest: ManifestBytes, concurrency = 4): Promise<BlobCopyOutcome[]> {
+export async function copyManifestBlobs(
+  from: Located,
+  to: Located,
+  manifest: ManifestBytes,
+  concurrency = 4,
+): Promise<BlobCopyOutcome[]> {
   const blobs = manifestBlobs(parseImageManifest(manifest.bytes));
   return mapLimit(blobs, concurrency, (blob) => copyBlob(from, to, blob));
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {

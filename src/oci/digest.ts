@@ -73,7 +73,11 @@ export class VerifyingStream extends Transform {
 }
 
 /** Throws unless `bytes` have the expected digest (and size, when given). */
-export function verifyBytes(bytes: Uint8Array, expected: { digest: Digest; size?: number }, what: string): void {
+export function verifyBytes(
+  bytes: Uint8Array,
+  expected: { digest: Digest; size?: number },
+  what: string,
+): void {
   if (expected.size !== undefined && bytes.length !== expected.size) {
     throw new DigestMismatchError(`${what} size`, String(expected.size), String(bytes.length));
   }

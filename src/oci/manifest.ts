@@ -4,7 +4,13 @@
  */
 import { digestOf, isDigest, type Digest } from './digest.js';
 import { ProtocolError, SizeLimitError } from './errors.js';
-import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './media-types.js';
+import {
+  EMPTY_JSON_BYTES,
+  EMPTY_JSON_DIGEST,
+  MEDIA_TYPE_OCI_EMPTY,
+  MEDIA_TYPE_OCI_INDEX,
+  MEDIA_TYPE_OCI_MANIFEST,
+} from './media-types.js';
 
 /** Manifests and indexes above this size are refused (GHCR fails at about 4 MiB anyway). */
 export const MANIFEST_SIZE_LIMIT = 4 * 1024 * 1024;
@@ -45,7 +51,11 @@ export interface ManifestBytes {
   bytes: Uint8Array;
 }
 
-export const EMPTY_CONFIG: Descriptor = { mediaType: MEDIA_TYPE_OCI_EMPTY, digest: EMPTY_JSON_DIGEST, size: EMPTY_JSON_BYTES.length };
+export const EMPTY_CONFIG: Descriptor = {
+  mediaType: MEDIA_TYPE_OCI_EMPTY,
+  digest: EMPTY_JSON_DIGEST,
+  size: EMPTY_JSON_BYTES.length,
+};
 
 export function descriptorOf(mediaType: string, bytes: Uint8Array, annotations?: Annotations): Descriptor {
   const descriptor: Descriptor = { mediaType, digest: digestOf(bytes), size: bytes.length };
@@ -91,13 +101,15 @@ function checkDescriptor(value: unknown, what: string): Descriptor {
   const d = value as Record<string, unknown>;
   if (typeof d.mediaType !== 'string' || d.mediaType.length === 0) fail(what, 'has no mediaType');
   if (!isDigest(d.digest)) fail(what, `has an invalid digest ${JSON.stringify(d.digest)}`);
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) fail(what, 'has an invalid size');
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
+    fail(what, 'has an invalid size');
   if (d.annotations !== undefined) checkAnnotations(d.annotations, what);
   return d as unknown as Descriptor;
 }
 
 function checkAnnotations(value: unknown, what: string): void {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(what, 'annotations are not an object');
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    fail(what, 'annotations are not an object');
   for (const v of Object.values(value)) if (typeof v !== 'string') fail(what, 'has a non-string annotation');
 }
 
@@ -119,7 +131,8 @@ function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> {
 /** Parses and checks an OCI image manifest; throws ProtocolError on anything else. */
 export function parseImageManifest(bytes: Uint8Array, what = 'manifest'): ImageManifest {
   const obj = parseJson(bytes, what);
-  if (obj.mediaType !== MEDIA_TYPE_OCI_MANIFEST) fail(what, `mediaType is ${JSON.stringify(obj.mediaType)}, not ${MEDIA_TYPE_OCI_MANIFEST}`);
+  if (obj.mediaType !== MEDIA_TYPE_OCI_MANIFEST)
+    fail(what, `mediaType is ${JSON.stringify(obj.mediaType)}, not ${MEDIA_TYPE_OCI_MANIFEST}`);
   checkDescriptor(obj.config, `${what} config`);
   if (!Array.isArray(obj.layers)) fail(what, 'has no layers array');
   obj.layers.forEach((layer, i) => checkDescriptor(layer, `${what} layer ${i}`));

@@ -9,7 +9,9 @@ import type { Store } from './storage.js';
 
 export interface StoreOptions extends HttpOptions, CredentialSources {
   /** Providers for registries without a catalog or manifest DELETE (GHCR), chosen by host. */
-  registryExtras?: (host: string) => { listRepositories?: RepositoryLister; deleteManifest?: ManifestDeleter } | undefined;
+  registryExtras?: (
+    host: string,
+  ) => { listRepositories?: RepositoryLister; deleteManifest?: ManifestDeleter } | undefined;
   monolithicLimit?: number;
   chunkSize?: number;
   /** Told of the credentials in use, so the caller can mask them in logs. */

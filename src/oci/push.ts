@@ -25,9 +25,17 @@ export interface PushArtifactOutcome {
   blobs: PushOutcome[];
 }
 
-export async function pushArtifact(repository: Repository, artifact: ArtifactToPush, options: PushArtifactOptions = {}): Promise<PushArtifactOutcome> {
+export async function pushArtifact(
+  repository: Repository,
+  artifact: ArtifactToPush,
+  options: PushArtifactOptions = {},
+): Promise<PushArtifactOutcome> {
   const blobs = await mapLimit(artifact.blobs, options.concurrency ?? 2, (blob) =>
-    repository.pushBlob(blob.descriptor, blob.content, options.onProgress ? { onProgress: (n) => options.onProgress!(blob.descriptor, n) } : {}),
+    repository.pushBlob(
+      blob.descriptor,
+      blob.content,
+      options.onProgress ? { onProgress: (n) => options.onProgress!(blob.descriptor, n) } : {},
+    ),
   );
   const bytesSent = blobs.reduce((sum, b) => sum + b.bytesSent, 0);
   if (options.subject) {

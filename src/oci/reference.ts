@@ -29,7 +29,9 @@ export function isSubdir(subdir: string): boolean {
 
 export function checkSubdir(subdir: string): string {
   if (!isSubdir(subdir)) {
-    throw new InvalidReferenceError(`subdir "${subdir}" is not valid: expected "noarch" or "<platform>-<arch>" in lower case`);
+    throw new InvalidReferenceError(
+      `subdir "${subdir}" is not valid: expected "noarch" or "<platform>-<arch>" in lower case`,
+    );
   }
   return subdir;
 }
@@ -76,7 +78,9 @@ export function isLoopbackHost(host: string): boolean {
   const hostname = stripPort(host).toLowerCase();
   if (hostname === 'localhost' || hostname === '[::1]' || hostname === '::1') return true;
   const octets = hostname.split('.');
-  return octets.length === 4 && octets[0] === '127' && octets.every((o) => /^\d{1,3}$/.test(o) && Number(o) <= 255);
+  return (
+    octets.length === 4 && octets[0] === '127' && octets.every((o) => /^\d{1,3}$/.test(o) && Number(o) <= 255)
+  );
 }
 
 function stripPort(host: string): string {
@@ -90,7 +94,9 @@ const HOST_PATTERN = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z
 function normalizeLabel(label: string | undefined, url: string): string | undefined {
   if (label === undefined || label === '' || label === 'main') return undefined;
   if (!isPathComponent(label)) {
-    throw new InvalidReferenceError(`label "${label}" of ${url} does not match the OCI repository-name grammar`);
+    throw new InvalidReferenceError(
+      `label "${label}" of ${url} does not match the OCI repository-name grammar`,
+    );
   }
   return label;
 }
@@ -100,20 +106,30 @@ export function parseChannel(url: string, options: ParseChannelOptions = {}): Ch
   const trimmed = url.trim();
   if (trimmed.startsWith('oci-layout:')) {
     const dir = trimmed.slice('oci-layout:'.length);
-    if (dir === '') throw new InvalidReferenceError(`channel "${url}" names no directory: use oci-layout:<dir>`);
+    if (dir === '')
+      throw new InvalidReferenceError(`channel "${url}" names no directory: use oci-layout:<dir>`);
     const label = normalizeLabel(options.label, url);
     return { kind: 'layout', dir: resolve(dir), ...(label ? { label } : {}) };
   }
   if (!trimmed.startsWith('oci://')) {
-    throw new InvalidReferenceError(`channel "${url}" must start with oci:// (a registry) or oci-layout: (a directory)`);
+    throw new InvalidReferenceError(
+      `channel "${url}" must start with oci:// (a registry) or oci-layout: (a directory)`,
+    );
   }
   const rest = trimmed.slice('oci://'.length).replace(/\/+$/, '');
   const slash = rest.indexOf('/');
   const host = slash === -1 ? rest : rest.slice(0, slash);
   const fullPath = slash === -1 ? '' : rest.slice(slash + 1);
-  if (host.includes('@')) throw new InvalidReferenceError(`channel "${url}": put credentials in options or the docker config, not in the URL`);
-  if (!HOST_PATTERN.test(host)) throw new InvalidReferenceError(`channel "${url}" has an invalid host "${host}"`);
-  if (fullPath === '') throw new InvalidReferenceError(`channel "${url}" has no channel path, e.g. oci://ghcr.io/<org>/<channel>`);
+  if (host.includes('@'))
+    throw new InvalidReferenceError(
+      `channel "${url}": put credentials in options or the docker config, not in the URL`,
+    );
+  if (!HOST_PATTERN.test(host))
+    throw new InvalidReferenceError(`channel "${url}" has an invalid host "${host}"`);
+  if (fullPath === '')
+    throw new InvalidReferenceError(
+      `channel "${url}" has no channel path, e.g. oci://ghcr.io/<org>/<channel>`,
+    );
 
   let path = fullPath;
   let urlLabel: string | undefined;
@@ -123,8 +139,14 @@ export function parseChannel(url: string, options: ParseChannelOptions = {}): Ch
     urlLabel = match[2]!;
   }
   checkRepositoryName(path, `channel path of ${url}`);
-  if (urlLabel !== undefined && options.label !== undefined && normalizeLabel(urlLabel, url) !== normalizeLabel(options.label, url)) {
-    throw new InvalidReferenceError(`channel "${url}" names label "${urlLabel}" but the label option says "${options.label}"`);
+  if (
+    urlLabel !== undefined &&
+    options.label !== undefined &&
+    normalizeLabel(urlLabel, url) !== normalizeLabel(options.label, url)
+  ) {
+    throw new InvalidReferenceError(
+      `channel "${url}" names label "${urlLabel}" but the label option says "${options.label}"`,
+    );
   }
   const label = normalizeLabel(urlLabel ?? options.label, url);
   const plainHttp = isLoopbackHost(host) || options.plainHttp === true;
@@ -145,7 +167,8 @@ export function channelRepository(channel: Channel, relative: string): string {
 }
 
 export function channelUrl(channel: Channel): string {
-  if (channel.kind === 'layout') return `oci-layout:${channel.dir}${channel.label ? ` (label ${channel.label})` : ''}`;
+  if (channel.kind === 'layout')
+    return `oci-layout:${channel.dir}${channel.label ? ` (label ${channel.label})` : ''}`;
   return `oci://${channel.host}/${channelPrefix(channel)}`;
 }
 

@@ -6,7 +6,14 @@
  */
 import { digestHex, type Digest } from './digest.js';
 import { NotFoundError, ProtocolError } from './errors.js';
-import { encodeManifest, parseImageIndex, parseImageManifest, type Descriptor, type ImageIndex, type ManifestBytes } from './manifest.js';
+import {
+  encodeManifest,
+  parseImageIndex,
+  parseImageManifest,
+  type Descriptor,
+  type ImageIndex,
+  type ManifestBytes,
+} from './manifest.js';
 import { MEDIA_TYPE_OCI_INDEX } from './media-types.js';
 import type { Repository } from './storage.js';
 
@@ -36,7 +43,11 @@ async function readFallback(repository: Repository, subject: Digest): Promise<Im
   }
 }
 
-async function writeFallback(repository: Repository, subject: Digest, manifests: Descriptor[]): Promise<void> {
+async function writeFallback(
+  repository: Repository,
+  subject: Digest,
+  manifests: Descriptor[],
+): Promise<void> {
   const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests };
   await repository.pushManifest(encodeManifest(index), fallbackTag(subject));
 }
@@ -45,7 +56,11 @@ async function writeFallback(repository: Repository, subject: Digest, manifests:
  * Pushes a manifest that has a `subject` and makes it findable as a referrer. Concurrent writers
  * of the same fallback index can overwrite each other, so the entry is read back and re-added.
  */
-export async function pushReferrer(repository: Repository, manifest: ManifestBytes, subject: Digest): Promise<Descriptor> {
+export async function pushReferrer(
+  repository: Repository,
+  manifest: ManifestBytes,
+  subject: Digest,
+): Promise<Descriptor> {
   const pushed = await repository.pushManifest(manifest);
   if (pushed.subjectIndexed) return pushed.descriptor;
   const entry = referrerEntry(manifest, pushed.descriptor);
@@ -56,23 +71,36 @@ export async function pushReferrer(repository: Repository, manifest: ManifestByt
   }
   const final = (await readFallback(repository, subject))?.manifests ?? [];
   if (!final.some((m) => m.digest === entry.digest)) {
-    throw new ProtocolError(`could not record referrer ${entry.digest} in ${repository.name}:${fallbackTag(subject)} (concurrent writers)`);
+    throw new ProtocolError(
+      `could not record referrer ${entry.digest} in ${repository.name}:${fallbackTag(subject)} (concurrent writers)`,
+    );
   }
   return pushed.descriptor;
 }
 
 /** Referrers of a subject, optionally of one artifact type, from the API or the fallback tag. */
-export async function listReferrers(repository: Repository, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+export async function listReferrers(
+  repository: Repository,
+  subject: Digest,
+  artifactType?: string,
+): Promise<Descriptor[]> {
   const index = (await repository.referrersApi(subject)) ?? (await readFallback(repository, subject));
   const manifests = index?.manifests ?? [];
   return artifactType ? manifests.filter((m) => m.artifactType === artifactType) : manifests;
 }
 
 /** Deletes referrers (and their fallback entries) of a subject. */
-export async function deleteReferrers(repository: Repository, subject: Digest, which: Descriptor[]): Promise<void> {
+export async function deleteReferrers(
+  repository: Repository,
+  subject: Digest,
+  which: Descriptor[],
+): Promise<void> {
   const gone = new Set(which.map((d) => d.digest));
   const fallback = await readFallback(repository, subject);
-  for (const digest of gone) await repository.deleteManifest(digest as Digest).catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
+  for (const digest of gone)
+    await repository
+      .deleteManifest(digest as Digest)
+      .catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
   if (!fallback) return;
   const remaining = fallback.manifests.filter((m) => !gone.has(m.digest));
   if (remaining.length === fallback.manifests.length) return;

@@ -21,7 +21,11 @@ export function fileSource(path: string, size: number): BlobSource {
 }
 
 export function bytesSource(bytes: Uint8Array): BlobSource {
-  return { size: bytes.length, open: (offset) => Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset)]) };
+  return {
+    size: bytes.length,
+    open: (offset) =>
+      Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset)]),
+  };
 }
 
 export function contentSize(content: BlobContent): number {
@@ -72,7 +76,11 @@ export interface Repository {
    * Stores a blob unless present, verifying that what the store received matches the digest.
    * With `mountFrom`, links it from that repository of the same store when it can, sending nothing.
    */
-  pushBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, content: BlobContent, options?: PushBlobOptions): Promise<PushOutcome>;
+  pushBlob(
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    content: BlobContent,
+    options?: PushBlobOptions,
+  ): Promise<PushOutcome>;
 
   /** The manifest descriptor a tag or digest resolves to, or undefined. */
   resolve(reference: string): Promise<Descriptor | undefined>;

@@ -15,10 +15,24 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { digestHex, digestOf, isDigest, verifyBytes, VerifyingStream, type Digest } from '../digest.js';
 import { NotFoundError, ProtocolError, SizeLimitError } from '../errors.js';
-import { MANIFEST_SIZE_LIMIT, parseImageIndex, type Descriptor, type ImageIndex, type ManifestBytes } from '../manifest.js';
+import {
+  MANIFEST_SIZE_LIMIT,
+  parseImageIndex,
+  type Descriptor,
+  type ImageIndex,
+  type ManifestBytes,
+} from '../manifest.js';
 import { ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../media-types.js';
 import { checkRepositoryName, checkTag } from '../reference.js';
-import type { BlobContent, FetchedManifest, PushBlobOptions, PushedManifest, PushOutcome, Repository, Store } from '../storage.js';
+import type {
+  BlobContent,
+  FetchedManifest,
+  PushBlobOptions,
+  PushedManifest,
+  PushOutcome,
+  Repository,
+  Store,
+} from '../storage.js';
 import { bytesSource } from '../storage.js';
 
 const LAYOUT_FILE = 'oci-layout';
@@ -61,7 +75,8 @@ async function* walk(dir: string, name: string): AsyncGenerator<string> {
     return;
   }
   for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    if (entry.isDirectory() && !entry.name.startsWith('.')) yield* walk(join(dir, entry.name), name ? `${name}/${entry.name}` : entry.name);
+    if (entry.isDirectory() && !entry.name.startsWith('.'))
+      yield* walk(join(dir, entry.name), name ? `${name}/${entry.name}` : entry.name);
   }
 }
 
@@ -99,7 +114,8 @@ class LayoutRepository implements Repository {
 
   async openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
     const path = this.blobPath(descriptor.digest);
-    if (!(await this.statBlob(descriptor.digest))) throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`);
+    if (!(await this.statBlob(descriptor.digest)))
+      throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`);
     const verified = new VerifyingStream(descriptor, `blob ${descriptor.digest} of ${path}`);
     const file = createReadStream(path, { highWaterMark: 1024 * 1024 });
     file.on('error', (err) => verified.destroy(err));
@@ -112,14 +128,19 @@ class LayoutRepository implements Repository {
     try {
       bytes = await readFile(this.blobPath(descriptor.digest));
     } catch (err) {
-      if (isMissing(err)) throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`, { cause: err });
+      if (isMissing(err))
+        throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`, { cause: err });
       throw err;
     }
     verifyBytes(bytes, descriptor, `blob ${descriptor.digest} of ${this.name}`);
     return new Uint8Array(bytes);
   }
 
-  async pushBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, content: BlobContent, options: PushBlobOptions = {}): Promise<PushOutcome> {
+  async pushBlob(
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    content: BlobContent,
+    options: PushBlobOptions = {},
+  ): Promise<PushOutcome> {
     if (await this.statBlob(descriptor.digest)) return { action: 'exists', bytesSent: 0 };
     await this.ensureLayout();
     const target = this.blobPath(descriptor.digest);
@@ -142,7 +163,11 @@ class LayoutRepository implements Repository {
         written += chunk.length;
         options.onProgress?.(written);
       });
-      await pipeline(input, new VerifyingStream(descriptor, `blob ${descriptor.digest}`), createWriteStream(temp));
+      await pipeline(
+        input,
+        new VerifyingStream(descriptor, `blob ${descriptor.digest}`),
+        createWriteStream(temp),
+      );
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });
@@ -169,7 +194,8 @@ class LayoutRepository implements Repository {
     if (!digest) throw new NotFoundError(`manifest ${this.name}:${reference} not found`);
     const info = await this.statBlob(digest);
     if (!info) throw new NotFoundError(`manifest ${this.name}@${digest} not found`);
-    if (info.size > MANIFEST_SIZE_LIMIT) throw new SizeLimitError(`manifest ${this.name}@${digest}`, MANIFEST_SIZE_LIMIT);
+    if (info.size > MANIFEST_SIZE_LIMIT)
+      throw new SizeLimitError(`manifest ${this.name}@${digest}`, MANIFEST_SIZE_LIMIT);
     const bytes = await this.readBlob({ digest, size: info.size }, MANIFEST_SIZE_LIMIT);
     const mediaType = descriptor?.mediaType ?? manifestMediaType(bytes, `${this.name}@${digest}`);
     return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
@@ -177,11 +203,15 @@ class LayoutRepository implements Repository {
 
   async pushManifest(manifest: ManifestBytes, tag?: string): Promise<PushedManifest> {
     if (tag !== undefined) checkTag(tag);
-    if (manifest.bytes.length > MANIFEST_SIZE_LIMIT) throw new SizeLimitError('manifest', MANIFEST_SIZE_LIMIT);
+    if (manifest.bytes.length > MANIFEST_SIZE_LIMIT)
+      throw new SizeLimitError('manifest', MANIFEST_SIZE_LIMIT);
     const digest = digestOf(manifest.bytes);
     // Like a registry: refuse a manifest whose blobs are not all here.
     for (const child of referencedDigests(manifest)) {
-      if (!(await this.statBlob(child))) throw new NotFoundError(`manifest of ${this.name} points to blob ${child}, which is not in the repository (MANIFEST_BLOB_UNKNOWN)`);
+      if (!(await this.statBlob(child)))
+        throw new NotFoundError(
+          `manifest of ${this.name} points to blob ${child}, which is not in the repository (MANIFEST_BLOB_UNKNOWN)`,
+        );
     }
     await this.pushBlob({ digest, size: manifest.bytes.length }, manifest.bytes);
     const descriptor: Descriptor = { mediaType: manifest.mediaType, digest, size: manifest.bytes.length };
@@ -189,7 +219,11 @@ class LayoutRepository implements Repository {
       if (tag === undefined) {
         return manifests.some((m) => m.digest === digest) ? manifests : [...manifests, descriptor];
       }
-      const others = manifests.filter((m) => m.annotations?.[ANNOTATION_REF_NAME] !== tag && !(m.digest === digest && !m.annotations?.[ANNOTATION_REF_NAME]));
+      const others = manifests.filter(
+        (m) =>
+          m.annotations?.[ANNOTATION_REF_NAME] !== tag &&
+          !(m.digest === digest && !m.annotations?.[ANNOTATION_REF_NAME]),
+      );
       return [...others, { ...descriptor, annotations: { [ANNOTATION_REF_NAME]: tag } }];
     });
     return { descriptor, subjectIndexed: false };
@@ -202,7 +236,9 @@ class LayoutRepository implements Repository {
 
   async *listTags(): AsyncIterable<string> {
     const index = await this.readIndex();
-    const tags = index.manifests.map((m) => m.annotations?.[ANNOTATION_REF_NAME]).filter((t): t is string => t !== undefined);
+    const tags = index.manifests
+      .map((m) => m.annotations?.[ANNOTATION_REF_NAME])
+      .filter((t): t is string => t !== undefined);
     yield* [...new Set(tags)].sort();
   }
 
@@ -256,7 +292,9 @@ class LayoutRepository implements Repository {
       const index = await this.readIndex();
       const manifests = change(index.manifests);
       if (manifests === index.manifests) return;
-      const bytes = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests }, null, 1));
+      const bytes = new TextEncoder().encode(
+        JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests }, null, 1),
+      );
       await this.writeAtomic(INDEX_FILE, bytes);
     });
   }
@@ -298,7 +336,8 @@ class LayoutRepository implements Repository {
           await rm(lock, { recursive: true, force: true });
           continue;
         }
-        if (Date.now() > deadline) throw new ProtocolError(`${this.dir} stayed locked for ${LOCK_TIMEOUT_MS / 1000} s (${lock})`);
+        if (Date.now() > deadline)
+          throw new ProtocolError(`${this.dir} stayed locked for ${LOCK_TIMEOUT_MS / 1000} s (${lock})`);
         await sleep(wait);
       }
     }
@@ -339,7 +378,9 @@ function plain(entry: Descriptor): Descriptor {
 }
 
 function emptyIndexBytes(): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: [] }));
+  return new TextEncoder().encode(
+    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: [] }),
+  );
 }
 
 function manifestMediaType(bytes: Uint8Array, what: string): string {
@@ -354,12 +395,20 @@ function manifestMediaType(bytes: Uint8Array, what: string): string {
 
 /** Digests a manifest or index points to (config, layers, child manifests; not the subject). */
 function referencedDigests(manifest: ManifestBytes): Digest[] {
-  let value: { config?: { digest?: unknown }; layers?: { digest?: unknown }[]; manifests?: { digest?: unknown }[] };
+  let value: {
+    config?: { digest?: unknown };
+    layers?: { digest?: unknown }[];
+    manifests?: { digest?: unknown }[];
+  };
   try {
     value = JSON.parse(new TextDecoder().decode(manifest.bytes)) as typeof value;
   } catch (cause) {
     throw new ProtocolError('manifest is not JSON', { cause });
   }
-  const digests = [value.config?.digest, ...(value.layers ?? []).map((l) => l.digest), ...(value.manifests ?? []).map((m) => m.digest)];
+  const digests = [
+    value.config?.digest,
+    ...(value.layers ?? []).map((l) => l.digest),
+    ...(value.manifests ?? []).map((m) => m.digest),
+  ];
   return digests.filter((d): d is Digest => isDigest(d));
 }

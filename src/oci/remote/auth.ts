@@ -53,7 +53,12 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   } catch {
     return undefined;
   }
-  return { scheme: 'bearer', realm, ...(params.service ? { service: params.service } : {}), ...(params.scope ? { scope: params.scope } : {}) };
+  return {
+    scheme: 'bearer',
+    realm,
+    ...(params.service ? { service: params.service } : {}),
+    ...(params.scope ? { scope: params.scope } : {}),
+  };
 }
 
 function hostname(host: string): string {
@@ -103,7 +108,11 @@ export class Authenticator {
    * the first challenge, or a bearer token to replace (expired, or too narrow). A scope the
    * challenge names is added to `scopes`, so the retry asks for it.
    */
-  unauthorized(wwwAuthenticate: string | undefined, scopes: Scope[], sentHeader: string | undefined): boolean {
+  unauthorized(
+    wwwAuthenticate: string | undefined,
+    scopes: Scope[],
+    sentHeader: string | undefined,
+  ): boolean {
     const challenge = parseChallenge(wwwAuthenticate);
     if (!challenge) return false;
     this.challenge = challenge;
@@ -152,7 +161,12 @@ export class Authenticator {
         const error = await errorFromResponse('GET', url, response);
         if (response.status === 401 || response.status === 403) {
           throw new RegistryError('GET', redactUrl(url), response.status, [
-            { code: 'UNAUTHORIZED', message: basic ? 'the token service refused the credentials' : 'the token service refused an anonymous request' },
+            {
+              code: 'UNAUTHORIZED',
+              message: basic
+                ? 'the token service refused the credentials'
+                : 'the token service refused an anonymous request',
+            },
             ...error.errors,
           ]);
         }
@@ -164,10 +178,19 @@ export class Authenticator {
     try {
       parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
     } catch (cause) {
-      throw new ProtocolError(`the token service ${redactUrl(url)} answered with something that is not JSON`, { cause });
+      throw new ProtocolError(
+        `the token service ${redactUrl(url)} answered with something that is not JSON`,
+        { cause },
+      );
     }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined;
-    if (token === undefined) throw new ProtocolError(`the token service ${redactUrl(url)} answered without a token`);
+    const token =
+      typeof parsed.token === 'string'
+        ? parsed.token
+        : typeof parsed.access_token === 'string'
+          ? parsed.access_token
+          : undefined;
+    if (token === undefined)
+      throw new ProtocolError(`the token service ${redactUrl(url)} answered without a token`);
     // The token spec's default lifetime is 60 s; renew a little early.
     const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
     return { token, expiresAt: started + lifetime * 900 };

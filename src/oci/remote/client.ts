@@ -5,13 +5,40 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf, VerifyingStream, type Digest } from '../digest.js';
-import { DigestMismatchError, NotFoundError, ProtocolError, RegistryError, UnsupportedError } from '../errors.js';
-import { MANIFEST_SIZE_LIMIT, parseImageIndex, type Descriptor, type ImageIndex, type ManifestBytes } from '../manifest.js';
-import { HEADER_DOCKER_CONTENT_DIGEST, HEADER_OCI_SUBJECT, MANIFEST_MEDIA_TYPES, MEDIA_TYPE_OCI_INDEX } from '../media-types.js';
+import {
+  DigestMismatchError,
+  NotFoundError,
+  ProtocolError,
+  RegistryError,
+  UnsupportedError,
+} from '../errors.js';
+import {
+  MANIFEST_SIZE_LIMIT,
+  parseImageIndex,
+  type Descriptor,
+  type ImageIndex,
+  type ManifestBytes,
+} from '../manifest.js';
+import {
+  HEADER_DOCKER_CONTENT_DIGEST,
+  HEADER_OCI_SUBJECT,
+  MANIFEST_MEDIA_TYPES,
+  MEDIA_TYPE_OCI_INDEX,
+} from '../media-types.js';
 import type { BlobContent, BlobSource, PushBlobOptions, PushOutcome } from '../storage.js';
 import { bytesSource } from '../storage.js';
 import { Authenticator, CATALOG_SCOPE, repositoryScope, type Credentials, type Scope } from './auth.js';
-import { discard, errorFromResponse, HttpClient, readBody, redactUrl, TransientError, type HttpOptions, type HttpRequest, type HttpResponse } from './http.js';
+import {
+  discard,
+  errorFromResponse,
+  HttpClient,
+  readBody,
+  redactUrl,
+  TransientError,
+  type HttpOptions,
+  type HttpRequest,
+  type HttpResponse,
+} from './http.js';
 
 /** GHCR refuses PATCH bodies over 4 MiB (416). */
 export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
@@ -74,8 +101,18 @@ export class RegistryClient {
     for (let authAttempt = 0; ; authAttempt++) {
       const authorization = sameOrigin ? await this.auth.header(scopes) : undefined;
       const headers = { ...request.headers, ...(authorization ? { authorization } : {}) };
-      const response = await this.http.send({ method: request.method, url: request.url, headers, ...(request.body ? { body: request.body } : {}) });
-      if (response.status === 401 && sameOrigin && authAttempt === 0 && this.auth.unauthorized(response.headers['www-authenticate'], scopes, authorization)) {
+      const response = await this.http.send({
+        method: request.method,
+        url: request.url,
+        headers,
+        ...(request.body ? { body: request.body } : {}),
+      });
+      if (
+        response.status === 401 &&
+        sameOrigin &&
+        authAttempt === 0 &&
+        this.auth.unauthorized(response.headers['www-authenticate'], scopes, authorization)
+      ) {
         await discard(response.body);
         continue;
       }
@@ -93,7 +130,12 @@ export class RegistryClient {
 
   async statBlob(repository: string, digest: Digest): Promise<{ size: number } | undefined> {
     const url = this.url(`/v2/${repository}/blobs/${digest}`);
-    const response = await this.retried(`HEAD ${redactUrl(url)}`, { method: 'HEAD', url, scopes: [repositoryScope(repository, 'pull')], expect: [200, 404] });
+    const response = await this.retried(`HEAD ${redactUrl(url)}`, {
+      method: 'HEAD',
+      url,
+      scopes: [repositoryScope(repository, 'pull')],
+      expect: [200, 404],
+    });
     await discard(response.body);
     if (response.status === 404) return undefined;
     const size = Number(response.headers['content-length']);
@@ -105,7 +147,13 @@ export class RegistryClient {
     let url = this.url(`/v2/${repository}/blobs/${digest}`);
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
     for (let hop = 0; hop <= this.maxRedirects; hop++) {
-      const response = await this.exchange({ method: 'GET', url, headers, scopes: [repositoryScope(repository, 'pull')], expect: [200, 206, 301, 302, 303, 307, 308, 404] });
+      const response = await this.exchange({
+        method: 'GET',
+        url,
+        headers,
+        scopes: [repositoryScope(repository, 'pull')],
+        expect: [200, 206, 301, 302, 303, 307, 308, 404],
+      });
       if (response.status === 200 || response.status === 206) return response;
       if (response.status === 404) {
         await discard(response.body);
@@ -115,9 +163,12 @@ export class RegistryClient {
       const location = response.headers.location;
       if (!location) throw new ProtocolError(`GET ${redactUrl(url)} redirected without a Location`);
       url = new URL(location, url);
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ProtocolError(`GET blob ${digest} redirected to a ${url.protocol} URL`);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:')
+        throw new ProtocolError(`GET blob ${digest} redirected to a ${url.protocol} URL`);
     }
-    throw new ProtocolError(`GET blob ${digest} of ${repository} redirected more than ${this.maxRedirects} times`);
+    throw new ProtocolError(
+      `GET blob ${digest} of ${repository} redirected more than ${this.maxRedirects} times`,
+    );
   }
 
   /**
@@ -144,7 +195,9 @@ export class RegistryClient {
             yield piece;
           }
           if (received >= descriptor.size) return;
-          throw new TransientError(`the body of blob ${descriptor.digest} ended after ${received} of ${descriptor.size} bytes`);
+          throw new TransientError(
+            `the body of blob ${descriptor.digest} ended after ${received} of ${descriptor.size} bytes`,
+          );
         } catch (err) {
           const delay = client.http.retryDelay(err, attempt);
           if (delay === undefined) throw err;
@@ -153,7 +206,10 @@ export class RegistryClient {
         }
       }
     }
-    const verified = new VerifyingStream(descriptor, `blob ${descriptor.digest} of ${this.host}/${repository}`);
+    const verified = new VerifyingStream(
+      descriptor,
+      `blob ${descriptor.digest} of ${this.host}/${repository}`,
+    );
     const source = Readable.from(chunks(), { objectMode: false });
     source.on('error', (err) => verified.destroy(err));
     return source.pipe(verified);
@@ -163,11 +219,20 @@ export class RegistryClient {
    * Stores a blob unless present. With `mountFrom`, asks for a cross-repository mount first and
    * uploads into the session the registry opens when it declines (GHCR does).
    */
-  async pushBlob(repository: string, descriptor: { digest: Digest; size: number }, content: BlobContent, options: PushBlobOptions = {}): Promise<PushOutcome> {
+  async pushBlob(
+    repository: string,
+    descriptor: { digest: Digest; size: number },
+    content: BlobContent,
+    options: PushBlobOptions = {},
+  ): Promise<PushOutcome> {
     if (await this.statBlob(repository, descriptor.digest)) return { action: 'exists', bytesSent: 0 };
     const source: BlobSource = content instanceof Uint8Array ? bytesSource(content) : content;
     if (source.size !== descriptor.size) {
-      throw new DigestMismatchError(`size of the content for ${descriptor.digest}`, String(descriptor.size), String(source.size));
+      throw new DigestMismatchError(
+        `size of the content for ${descriptor.digest}`,
+        String(descriptor.size),
+        String(source.size),
+      );
     }
     let chunked = descriptor.size > this.monolithicLimit;
     let session: URL | undefined;
@@ -196,7 +261,11 @@ export class RegistryClient {
   }
 
   /** POST that opens an upload session; with `mountFrom`, a mount request (201 = mounted). */
-  private async startUpload(repository: string, digest: Digest, mountFrom: string | undefined): Promise<URL | 'mounted'> {
+  private async startUpload(
+    repository: string,
+    digest: Digest,
+    mountFrom: string | undefined,
+  ): Promise<URL | 'mounted'> {
     const url = this.url(`/v2/${repository}/blobs/uploads/`);
     const scopes = [repositoryScope(repository, 'pull,push')];
     if (mountFrom) {
@@ -204,10 +273,17 @@ export class RegistryClient {
       url.searchParams.set('from', mountFrom);
       scopes.push(repositoryScope(mountFrom, 'pull'));
     }
-    const response = await this.exchange({ method: 'POST', url, headers: { 'content-length': '0' }, scopes, expect: [201, 202] });
+    const response = await this.exchange({
+      method: 'POST',
+      url,
+      headers: { 'content-length': '0' },
+      scopes,
+      expect: [201, 202],
+    });
     await discard(response.body);
     if (response.status === 201) {
-      if (!mountFrom) throw new ProtocolError(`POST ${redactUrl(url)} answered 201 to a request that was not a mount`);
+      if (!mountFrom)
+        throw new ProtocolError(`POST ${redactUrl(url)} answered 201 to a request that was not a mount`);
       return 'mounted';
     }
     return this.location(response, url);
@@ -215,9 +291,15 @@ export class RegistryClient {
 
   private location(response: HttpResponse, requestUrl: URL): URL {
     const location = response.headers.location;
-    if (!location) throw new ProtocolError(`${redactUrl(requestUrl)} answered ${response.status} without a Location header`);
+    if (!location)
+      throw new ProtocolError(
+        `${redactUrl(requestUrl)} answered ${response.status} without a Location header`,
+      );
     const url = new URL(location, requestUrl);
-    if (url.origin !== requestUrl.origin) throw new ProtocolError(`${redactUrl(requestUrl)} sent the upload to another origin (${url.origin}); refused`);
+    if (url.origin !== requestUrl.origin)
+      throw new ProtocolError(
+        `${redactUrl(requestUrl)} sent the upload to another origin (${url.origin}); refused`,
+      );
     return url;
   }
 
@@ -227,7 +309,13 @@ export class RegistryClient {
     return url;
   }
 
-  private async uploadMonolithic(repository: string, session: URL, descriptor: { digest: Digest; size: number }, source: BlobSource, onProgress?: (n: number) => void): Promise<number> {
+  private async uploadMonolithic(
+    repository: string,
+    session: URL,
+    descriptor: { digest: Digest; size: number },
+    source: BlobSource,
+    onProgress?: (n: number) => void,
+  ): Promise<number> {
     const url = this.withDigest(session, descriptor.digest);
     const response = await this.exchange({
       method: 'PUT',
@@ -261,7 +349,11 @@ export class RegistryClient {
       const response = await this.exchange({
         method: 'PATCH',
         url: location,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(end - start + 1),
+          'content-range': `${start}-${end}`,
+        },
         body: () => progress(limit(openSource(source, start), end - start + 1), onProgress, start),
         scopes,
         expect: [202, 416],
@@ -278,7 +370,13 @@ export class RegistryClient {
       if (reported !== undefined && reported !== end) offset = reported + 1;
     }
     const url = this.withDigest(location, descriptor.digest);
-    const response = await this.exchange({ method: 'PUT', url, headers: { 'content-length': '0' }, scopes, expect: [201] });
+    const response = await this.exchange({
+      method: 'PUT',
+      url,
+      headers: { 'content-length': '0' },
+      scopes,
+      expect: [201],
+    });
     await discard(response.body);
     this.checkDigestHeader(response, descriptor.digest, url);
     return descriptor.size - firstOffset;
@@ -286,7 +384,12 @@ export class RegistryClient {
 
   /** Where a broken chunked upload stands (GET on the session: 204 with Range). */
   private async uploadStatus(repository: string, session: URL): Promise<{ location: URL; offset: number }> {
-    const response = await this.exchange({ method: 'GET', url: session, scopes: [repositoryScope(repository, 'pull,push')], expect: [204] });
+    const response = await this.exchange({
+      method: 'GET',
+      url: session,
+      scopes: [repositoryScope(repository, 'pull,push')],
+      expect: [204],
+    });
     await discard(response.body);
     const end = rangeEnd(response.headers.range);
     const location = response.headers.location ? this.location(response, session) : session;
@@ -295,7 +398,8 @@ export class RegistryClient {
 
   private checkDigestHeader(response: HttpResponse, expected: Digest, url: URL): void {
     const actual = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
-    if (actual !== undefined && actual !== expected) throw new DigestMismatchError(`${redactUrl(url)} Docker-Content-Digest`, expected, actual);
+    if (actual !== undefined && actual !== expected)
+      throw new DigestMismatchError(`${redactUrl(url)} Docker-Content-Digest`, expected, actual);
   }
 
   // ---- manifests --------------------------------------------------------------------------
@@ -314,12 +418,16 @@ export class RegistryClient {
     const digest = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
     const size = Number(response.headers['content-length']);
     const mediaType = response.headers['content-type']?.split(';')[0]?.trim();
-    if (digest?.startsWith('sha256:') && Number.isSafeInteger(size) && mediaType) return { mediaType, digest: digest as Digest, size };
+    if (digest?.startsWith('sha256:') && Number.isSafeInteger(size) && mediaType)
+      return { mediaType, digest: digest as Digest, size };
     // Some registries leave the digest off a HEAD: read the manifest instead.
     return (await this.fetchManifest(repository, reference)).descriptor;
   }
 
-  async fetchManifest(repository: string, reference: string): Promise<{ descriptor: Descriptor; bytes: Uint8Array }> {
+  async fetchManifest(
+    repository: string,
+    reference: string,
+  ): Promise<{ descriptor: Descriptor; bytes: Uint8Array }> {
     const url = this.url(`/v2/${repository}/manifests/${reference}`);
     return this.http.withRetry(`GET ${redactUrl(url)}`, async () => {
       const response = await this.exchange({
@@ -331,20 +439,28 @@ export class RegistryClient {
       });
       if (response.status === 404) {
         await discard(response.body);
-        throw new NotFoundError(`manifest ${this.host}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference} not found`);
+        throw new NotFoundError(
+          `manifest ${this.host}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference} not found`,
+        );
       }
       const bytes = await readBody(response.body, MANIFEST_SIZE_LIMIT, `manifest ${repository}:${reference}`);
       const digest = digestOf(bytes);
       const what = `manifest ${this.host}/${repository}@${reference}`;
-      if (reference.startsWith('sha256:') && digest !== reference) throw new DigestMismatchError(what, reference, digest);
+      if (reference.startsWith('sha256:') && digest !== reference)
+        throw new DigestMismatchError(what, reference, digest);
       const claimed = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
-      if (claimed !== undefined && claimed !== digest) throw new DigestMismatchError(`${what} (Docker-Content-Digest)`, claimed, digest);
+      if (claimed !== undefined && claimed !== digest)
+        throw new DigestMismatchError(`${what} (Docker-Content-Digest)`, claimed, digest);
       const mediaType = response.headers['content-type']?.split(';')[0]?.trim() || mediaTypeOf(bytes);
       return { descriptor: { mediaType, digest, size: bytes.length }, bytes: new Uint8Array(bytes) };
     });
   }
 
-  async pushManifest(repository: string, manifest: ManifestBytes, reference: string): Promise<{ descriptor: Descriptor; subjectIndexed: boolean }> {
+  async pushManifest(
+    repository: string,
+    manifest: ManifestBytes,
+    reference: string,
+  ): Promise<{ descriptor: Descriptor; subjectIndexed: boolean }> {
     const url = this.url(`/v2/${repository}/manifests/${reference}`);
     const digest = digestOf(manifest.bytes);
     const response = await this.retried(`PUT ${redactUrl(url)}`, {
@@ -367,11 +483,18 @@ export class RegistryClient {
   async deleteManifest(repository: string, digest: Digest): Promise<void> {
     const url = this.url(`/v2/${repository}/manifests/${digest}`);
     try {
-      const response = await this.retried(`DELETE ${redactUrl(url)}`, { method: 'DELETE', url, scopes: [repositoryScope(repository, 'delete')], expect: [200, 202, 404] });
+      const response = await this.retried(`DELETE ${redactUrl(url)}`, {
+        method: 'DELETE',
+        url,
+        scopes: [repositoryScope(repository, 'delete')],
+        expect: [200, 202, 404],
+      });
       await discard(response.body);
     } catch (err) {
       if (err instanceof RegistryError && (err.status === 405 || err.has('UNSUPPORTED'))) {
-        throw new UnsupportedError(`${this.host} does not delete manifests through the registry API`, { cause: err });
+        throw new UnsupportedError(`${this.host} does not delete manifests through the registry API`, {
+          cause: err,
+        });
       }
       throw err;
     }
@@ -400,15 +523,27 @@ export class RegistryClient {
     }
   }
 
-  private async *paginate(first: URL, scopes: Scope[], field: 'tags' | 'repositories', what: string): AsyncGenerator<string> {
+  private async *paginate(
+    first: URL,
+    scopes: Scope[],
+    field: 'tags' | 'repositories',
+    what: string,
+  ): AsyncGenerator<string> {
     const seenPages = new Set<string>();
     const seenItems = new Set<string>();
     let next: URL | undefined = first;
     while (next) {
       const url: URL = next;
-      if (seenPages.has(url.href)) throw new ProtocolError(`the ${what} pagination loops back to ${redactUrl(url)}${url.search}`);
+      if (seenPages.has(url.href))
+        throw new ProtocolError(`the ${what} pagination loops back to ${redactUrl(url)}${url.search}`);
       seenPages.add(url.href);
-      const response = await this.retried(`GET ${redactUrl(url)}`, { method: 'GET', url, headers: { accept: 'application/json' }, scopes, expect: [200, 404] });
+      const response = await this.retried(`GET ${redactUrl(url)}`, {
+        method: 'GET',
+        url,
+        headers: { accept: 'application/json' },
+        scopes,
+        expect: [200, 404],
+      });
       if (response.status === 404) {
         const error = await errorFromResponse('GET', url, response);
         if (field === 'tags' && (error.has('NAME_UNKNOWN') || error.errors.length === 0)) return;
@@ -421,7 +556,8 @@ export class RegistryClient {
       } catch (cause) {
         throw new ProtocolError(`the ${what} page ${redactUrl(url)} is not JSON`, { cause });
       }
-      if (items !== null && items !== undefined && !Array.isArray(items)) throw new ProtocolError(`the ${what} page has no ${field} list`);
+      if (items !== null && items !== undefined && !Array.isArray(items))
+        throw new ProtocolError(`the ${what} page has no ${field} list`);
       let fresh = 0;
       for (const item of (items as unknown[] | null) ?? []) {
         if (typeof item !== 'string') throw new ProtocolError(`the ${what} page lists a non-string`);
@@ -431,7 +567,8 @@ export class RegistryClient {
         yield item;
       }
       next = nextLink(response.headers.link, url);
-      if (next && fresh === 0) throw new ProtocolError(`the ${what} pagination does not advance at ${redactUrl(url)}${url.search}`);
+      if (next && fresh === 0)
+        throw new ProtocolError(`the ${what} pagination does not advance at ${redactUrl(url)}${url.search}`);
     }
   }
 
@@ -519,7 +656,8 @@ export function nextLink(header: string | undefined, base: URL): URL | undefined
     const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
     if (m && /\brel\s*=\s*"?next"?/i.test(m[2]!)) {
       const url = new URL(m[1]!, base);
-      if (url.origin !== base.origin) throw new ProtocolError(`a Link header points to another origin (${url.origin})`);
+      if (url.origin !== base.origin)
+        throw new ProtocolError(`a Link header points to another origin (${url.origin})`);
       return url;
     }
   }

@@ -31,8 +31,20 @@ export class HttpStats {
   retries = 0;
   readonly byMethod: Record<string, number> = {};
 
-  snapshot(): { requests: number; bytesSent: number; bytesReceived: number; retries: number; byMethod: Record<string, number> } {
-    return { requests: this.requests, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, retries: this.retries, byMethod: { ...this.byMethod } };
+  snapshot(): {
+    requests: number;
+    bytesSent: number;
+    bytesReceived: number;
+    retries: number;
+    byMethod: Record<string, number>;
+  } {
+    return {
+      requests: this.requests,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      retries: this.retries,
+      byMethod: { ...this.byMethod },
+    };
   }
 }
 
@@ -45,7 +57,12 @@ export interface RetryPolicy {
   maxRetryAfterMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 400, maxDelayMs: 15_000, maxRetryAfterMs: 120_000 };
+export const DEFAULT_RETRY: RetryPolicy = {
+  attempts: 6,
+  baseDelayMs: 400,
+  maxDelayMs: 15_000,
+  maxRetryAfterMs: 120_000,
+};
 
 export interface HttpOptions {
   /** Connections per origin (registries and GHCR throttle above a few dozen). */
@@ -245,7 +262,11 @@ export async function discard(body: Readable): Promise<void> {
 }
 
 /** Builds the typed error of an unexpected answer, reading the OCI error body if there is one. */
-export async function errorFromResponse(method: string, url: URL, response: HttpResponse): Promise<RegistryError> {
+export async function errorFromResponse(
+  method: string,
+  url: URL,
+  response: HttpResponse,
+): Promise<RegistryError> {
   let errors: DistributionErrorDetail[] = [];
   if (method !== 'HEAD') {
     try {
@@ -254,7 +275,11 @@ export async function errorFromResponse(method: string, url: URL, response: Http
       if (Array.isArray(parsed.errors)) {
         errors = parsed.errors
           .filter((e): e is Record<string, unknown> => e !== null && typeof e === 'object')
-          .map((e) => ({ code: String(e.code ?? 'UNKNOWN'), message: String(e.message ?? ''), ...(e.detail !== undefined ? { detail: e.detail } : {}) }));
+          .map((e) => ({
+            code: String(e.code ?? 'UNKNOWN'),
+            message: String(e.message ?? ''),
+            ...(e.detail !== undefined ? { detail: e.detail } : {}),
+          }));
       }
     } catch {
       // Not an OCI error body; the status speaks for itself.

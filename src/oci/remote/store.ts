@@ -7,7 +7,16 @@ import type { Readable } from 'node:stream';
 import { digestOf, type Digest } from '../digest.js';
 import { SizeLimitError, UnsupportedError } from '../errors.js';
 import type { Descriptor, ImageIndex, ManifestBytes } from '../manifest.js';
-import type { BlobContent, FetchedManifest, ListTagsOptions, PushBlobOptions, PushedManifest, PushOutcome, Repository, Store } from '../storage.js';
+import type {
+  BlobContent,
+  FetchedManifest,
+  ListTagsOptions,
+  PushBlobOptions,
+  PushedManifest,
+  PushOutcome,
+  Repository,
+  Store,
+} from '../storage.js';
 import { readBody } from './http.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 
@@ -87,10 +96,16 @@ class RemoteRepository implements Repository {
 
   async readBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, limit: number): Promise<Uint8Array> {
     if (descriptor.size > limit) throw new SizeLimitError(`blob ${descriptor.digest} of ${this.name}`, limit);
-    return new Uint8Array(await readBody(this.client.openBlob(this.name, descriptor), limit, `blob ${descriptor.digest}`));
+    return new Uint8Array(
+      await readBody(this.client.openBlob(this.name, descriptor), limit, `blob ${descriptor.digest}`),
+    );
   }
 
-  pushBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, content: BlobContent, options?: PushBlobOptions): Promise<PushOutcome> {
+  pushBlob(
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    content: BlobContent,
+    options?: PushBlobOptions,
+  ): Promise<PushOutcome> {
     return this.client.pushBlob(this.name, descriptor, content, options);
   }
 

@@ -1,0 +1,11 @@
+/** Action entry: read the inputs, run. */
+import * as core from '@actions/core';
+import { readInputs } from './inputs.js';
+import { run } from './main.js';
+import { describeError } from './oci/errors.js';
+
+try {
+  await run(readInputs());
+} catch (err) {
+  core.setFailed(describeError(err));
+}

@@ -1,0 +1,59 @@
+/** The job summary: one table per run, every artifact, and every failed check. */
+import * as core from '@actions/core';
+import { formatBytes, type CommandResult } from './commands/report.js';
+
+const STATUS_ICON: Record<string, string> = {
+  failed: '❌',
+  skipped: '⏭️',
+  exists: '✅',
+  'already-published': '✅',
+  'would-delete': '🗑️',
+  deleted: '🗑️',
+};
+
+export async function writeSummary(result: CommandResult): Promise<void> {
+  const header = [
+    { data: 'artifact', header: true },
+    { data: 'subdir', header: true },
+    { data: 'size', header: true },
+    { data: 'sha256', header: true },
+    { data: 'status', header: true },
+    { data: 'reference', header: true },
+  ];
+  const rows = result.artifacts.map((a) => [
+    `<code>${a.file}</code>`,
+    a.subdir,
+    a.size === undefined ? '' : formatBytes(a.size),
+    a.sha256 ? `<code>${a.sha256.slice(0, 12)}…</code>` : '',
+    `${STATUS_ICON[a.status] ?? '✅'} ${a.status}`,
+    a.reference ? `<code>${a.reference}</code>` : '',
+  ]);
+  const counts = Object.entries(result.summary)
+    .filter(([k]) => k !== 'total' && k !== 'bytesSent')
+    .map(([k, v]) => `${v} ${k}`)
+    .join(', ');
+  const summary = core.summary
+    .addHeading(`conda-oci ${result.command}`, 3)
+    .addRaw(
+      `${Object.entries(result.channels)
+        .map(([role, url]) => `${role}: <code>${url}</code>`)
+        .join(' · ')}<br>${result.summary.total} artifact(s): ${counts}`,
+      true,
+    )
+    .addTable([header, ...rows]);
+  for (const a of result.artifacts.filter((x) => x.checks?.length)) {
+    const failed = a.checks!.filter((c) => !c.ok);
+    summary.addDetails(
+      `${failed.length ? '❌' : '✅'} checks of ${a.subdir}/${a.file}`,
+      `<ul>${a.checks!.map((c) => `<li>${c.ok ? '✅' : '❌'} <b>${c.name}</b>: ${escapeHtml(c.detail)}</li>`).join('')}</ul>`,
+    );
+  }
+  for (const a of result.artifacts.filter((x) => x.status === 'failed' && !x.checks?.length)) {
+    summary.addRaw(`❌ <code>${a.subdir}/${a.file}</code>: ${escapeHtml(a.error ?? 'failed')}`, true);
+  }
+  await summary.write();
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
