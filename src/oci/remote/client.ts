@@ -273,13 +273,23 @@ export class RegistryClient {
       url.searchParams.set('from', mountFrom);
       scopes.push(repositoryScope(mountFrom, 'pull'));
     }
-    const response = await this.exchange({
-      method: 'POST',
-      url,
-      headers: { 'content-length': '0' },
-      scopes,
-      expect: [201, 202],
-    });
+    let response: HttpResponse;
+    try {
+      response = await this.exchange({
+        method: 'POST',
+        url,
+        headers: { 'content-length': '0' },
+        scopes,
+        expect: [201, 202],
+      });
+    } catch (err) {
+      // Without pull access on the source, distribution refuses the mount (401) instead of
+      // opening a session: upload the ordinary way.
+      if (mountFrom && err instanceof RegistryError && (err.status === 401 || err.status === 403)) {
+        return this.startUpload(repository, digest, undefined);
+      }
+      throw err;
+    }
     await discard(response.body);
     if (response.status === 201) {
       if (!mountFrom)
