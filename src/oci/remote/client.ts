@@ -3,7 +3,6 @@
  * Each protocol step checks its status explicitly; every read is verified against its digest.
  */
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { digestOf, VerifyingStream, type Digest } from '../digest.js';
 import {
   DigestMismatchError,
@@ -27,6 +26,7 @@ import {
 } from '../media-types.js';
 import type { BlobContent, BlobSource, PushBlobOptions, PushOutcome } from '../storage.js';
 import { bytesSource } from '../storage.js';
+import { isLoopbackHost } from '../reference.js';
 import { Authenticator, CATALOG_SCOPE, repositoryScope, type Credentials, type Scope } from './auth.js';
 import {
   discard,
@@ -55,6 +55,8 @@ export interface RegistryClientOptions extends HttpOptions {
   monolithicLimit?: number;
   chunkSize?: number;
   maxRedirects?: number;
+  /** For tests: the clock that decides when a cached token has expired. */
+  clock?: () => number;
 }
 
 interface Exchange {
@@ -76,12 +78,14 @@ export class RegistryClient {
   private readonly chunkSize: number;
   private readonly maxRedirects: number;
   private referrersMissing = false;
+  /** `from -> to` pairs whose mount the registry refused for lack of access. */
+  private readonly mountRefused = new Set<string>();
 
   constructor(options: RegistryClientOptions) {
     this.host = options.host;
     this.base = `${options.plainHttp ? 'http' : 'https'}://${options.host}`;
     this.http = new HttpClient(options);
-    this.auth = new Authenticator(this.http, options.host, options.credentials);
+    this.auth = new Authenticator(this.http, options.host, options.credentials, options.clock);
     this.monolithicLimit = options.monolithicLimit ?? Number.POSITIVE_INFINITY;
     this.chunkSize = Math.min(options.chunkSize ?? MAX_CHUNK_SIZE, MAX_CHUNK_SIZE);
     this.maxRedirects = options.maxRedirects ?? 5;
@@ -117,7 +121,15 @@ export class RegistryClient {
         continue;
       }
       if (request.expect.includes(response.status)) return response;
-      throw await errorFromResponse(request.method, request.url, response);
+      const error = await errorFromResponse(request.method, request.url, response);
+      if (response.status === 401 && sameOrigin) {
+        error.errors.unshift({
+          code: 'UNAUTHORIZED',
+          message: this.auth.describeRefusal(authorization, scopes),
+        });
+        throw withMessage(error);
+      }
+      throw error;
     }
   }
 
@@ -156,15 +168,21 @@ export class RegistryClient {
       });
       if (response.status === 200 || response.status === 206) return response;
       if (response.status === 404) {
-        await discard(response.body);
-        throw new NotFoundError(`blob ${digest} not found in ${this.host}/${repository}`);
+        throw new NotFoundError(`blob ${digest} not found in ${this.host}/${repository}`, {
+          cause: await errorFromResponse('GET', url, response),
+        });
       }
       await discard(response.body);
       const location = response.headers.location;
       if (!location) throw new ProtocolError(`GET ${redactUrl(url)} redirected without a Location`);
+      const from = url;
       url = new URL(location, url);
       if (url.protocol !== 'https:' && url.protocol !== 'http:')
-        throw new ProtocolError(`GET blob ${digest} redirected to a ${url.protocol} URL`);
+        throw new ProtocolError(`GET blob ${digest} redirected to a ${url.protocol} URL; refused`);
+      if (from.protocol === 'https:' && url.protocol === 'http:' && !isLoopbackHost(url.host))
+        throw new ProtocolError(
+          `GET blob ${digest} redirected from HTTPS to plain HTTP (${url.origin}); refused`,
+        );
     }
     throw new ProtocolError(
       `GET blob ${digest} of ${repository} redirected more than ${this.maxRedirects} times`,
@@ -183,6 +201,15 @@ export class RegistryClient {
         try {
           const response = await client.getBlob(repository, descriptor.digest, received);
           let skip = response.status === 200 ? received : 0; // a server that ignores Range starts over
+          if (response.status === 206) {
+            const start = rangeStart(response.headers['content-range']);
+            if (start !== received) {
+              await discard(response.body);
+              throw new ProtocolError(
+                `GET blob ${descriptor.digest} of ${repository} asked for bytes from ${received} and got a part starting at ${start ?? 'an unknown offset'}`,
+              );
+            }
+          }
           for await (const chunk of response.body as AsyncIterable<Buffer>) {
             let piece = chunk;
             if (skip > 0) {
@@ -202,7 +229,7 @@ export class RegistryClient {
           const delay = client.http.retryDelay(err, attempt);
           if (delay === undefined) throw err;
           client.http.stats.retries++;
-          await sleep(delay);
+          await client.http.pause(delay);
         }
       }
     }
@@ -218,6 +245,12 @@ export class RegistryClient {
   /**
    * Stores a blob unless present. With `mountFrom`, asks for a cross-repository mount first and
    * uploads into the session the registry opens when it declines (GHCR does).
+   *
+   * A broken chunked upload asks the registry where the session stands (GET, 204 + Range) and
+   * goes on from there; when the registry has given the session up (distribution does once a
+   * PATCH was cut mid-body: the stored size no longer matches the session state), a new session
+   * starts from byte 0. A broken monolithic PUT is retried in chunks, so that a second failure
+   * can resume.
    */
   async pushBlob(
     repository: string,
@@ -235,27 +268,31 @@ export class RegistryClient {
       );
     }
     let chunked = descriptor.size > this.monolithicLimit;
-    let session: URL | undefined;
     let mountFrom = options.mountFrom;
+    if (mountFrom && this.mountRefused.has(`${mountFrom} -> ${repository}`)) mountFrom = undefined;
+    let upload: UploadSession | undefined;
+    const sent = { bytes: 0 };
     for (let attempt = 1; ; attempt++) {
       try {
-        if (!session) {
+        if (upload?.broken) upload = await this.uploadStatus(repository, upload.location, descriptor.size);
+        if (!upload) {
           const started = await this.startUpload(repository, descriptor.digest, mountFrom);
           if (started === 'mounted') return { action: 'mounted', bytesSent: 0 };
-          session = started;
           mountFrom = undefined; // the registry said no once; don't ask again on a retry
+          upload = { location: started, offset: 0, broken: false };
         }
-        const sent = chunked
-          ? await this.uploadChunks(repository, session, descriptor, source, attempt > 1, options.onProgress)
-          : await this.uploadMonolithic(repository, session, descriptor, source, options.onProgress);
-        return { action: 'uploaded', bytesSent: sent };
+        if (chunked)
+          await this.uploadChunks(repository, upload, descriptor, source, sent, options.onProgress);
+        else await this.uploadMonolithic(repository, upload, descriptor, source, sent, options.onProgress);
+        return { action: 'uploaded', bytesSent: sent.bytes };
       } catch (err) {
         const delay = this.http.retryDelay(err, attempt);
         if (delay === undefined) throw err;
         this.http.stats.retries++;
-        if (!chunked) session = undefined; // a broken PUT leaves no session worth resuming
+        if (chunked && upload) upload.broken = true;
+        else upload = undefined; // a broken PUT leaves no session worth resuming
         if (descriptor.size > this.chunkSize) chunked = true;
-        await sleep(delay);
+        await this.http.pause(delay);
       }
     }
   }
@@ -284,8 +321,9 @@ export class RegistryClient {
       });
     } catch (err) {
       // Without pull access on the source, distribution refuses the mount (401) instead of
-      // opening a session: upload the ordinary way.
+      // opening a session: upload the ordinary way, and don't ask for this pair again.
       if (mountFrom && err instanceof RegistryError && (err.status === 401 || err.status === 403)) {
+        this.mountRefused.add(`${mountFrom} -> ${repository}`);
         return this.startUpload(repository, digest, undefined);
       }
       throw err;
@@ -321,12 +359,13 @@ export class RegistryClient {
 
   private async uploadMonolithic(
     repository: string,
-    session: URL,
+    upload: UploadSession,
     descriptor: { digest: Digest; size: number },
     source: BlobSource,
+    sent: { bytes: number },
     onProgress?: (n: number) => void,
-  ): Promise<number> {
-    const url = this.withDigest(session, descriptor.digest);
+  ): Promise<void> {
+    const url = this.withDigest(upload.location, descriptor.digest);
     const response = await this.exchange({
       method: 'PUT',
       url,
@@ -337,49 +376,76 @@ export class RegistryClient {
     });
     await discard(response.body);
     this.checkDigestHeader(response, descriptor.digest, url);
-    return descriptor.size;
+    sent.bytes += descriptor.size;
   }
 
+  /**
+   * PATCH chunks from the session's offset, then the closing PUT. The content is read once, in
+   * order, from that offset; each chunk (at most 4 MiB) is held in memory so that it can be sent
+   * again after a 401, and `upload` always holds the latest Location and acknowledged offset.
+   */
   private async uploadChunks(
     repository: string,
-    session: URL,
+    upload: UploadSession,
     descriptor: { digest: Digest; size: number },
     source: BlobSource,
-    resume: boolean,
+    sent: { bytes: number },
     onProgress?: (n: number) => void,
-  ): Promise<number> {
+  ): Promise<void> {
     const scopes = [repositoryScope(repository, 'pull,push')];
-    let location = session;
-    let offset = 0;
-    if (resume) ({ location, offset } = await this.uploadStatus(repository, location));
-    const firstOffset = offset;
-    while (offset < descriptor.size) {
-      const end = Math.min(offset + this.chunkSize, descriptor.size) - 1;
-      const start = offset;
-      const response = await this.exchange({
-        method: 'PATCH',
-        url: location,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-length': String(end - start + 1),
-          'content-range': `${start}-${end}`,
-        },
-        body: () => progress(limit(openSource(source, start), end - start + 1), onProgress, start),
-        scopes,
-        expect: [202, 416],
-      });
-      await discard(response.body);
-      if (response.status === 416) {
-        // The registry holds a different offset than we think: ask it and carry on from there.
-        ({ location, offset } = await this.uploadStatus(repository, location));
-        continue;
+    let reader: ChunkReader | undefined;
+    let refusals = 0;
+    try {
+      while (upload.offset < descriptor.size) {
+        const start = upload.offset;
+        const length = Math.min(this.chunkSize, descriptor.size - start);
+        const end = start + length - 1;
+        reader ??= new ChunkReader(openSource(source, start), start, descriptor);
+        const chunk = await reader.read(length);
+        const response = await this.exchange({
+          method: 'PATCH',
+          url: upload.location,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(length),
+            'content-range': `${start}-${end}`,
+          },
+          body: () => chunk,
+          scopes,
+          expect: [202, 416],
+        });
+        await discard(response.body);
+        if (response.status === 416) {
+          // The registry holds a different offset than we think: ask it and carry on from there.
+          if (++refusals > 2)
+            throw new ProtocolError(`${redactUrl(upload.location)} keeps refusing chunks (416)`);
+          const status = await this.uploadStatus(repository, upload.location, descriptor.size);
+          if (!status)
+            throw new ProtocolError(
+              `${redactUrl(upload.location)} refused a chunk (416) and then forgot the upload`,
+            );
+          Object.assign(upload, status);
+        } else {
+          upload.location = this.location(response, upload.location);
+          const reported = rangeEnd(response.headers.range);
+          upload.offset = reported === undefined ? end + 1 : reported + 1;
+          if (upload.offset > descriptor.size)
+            throw new ProtocolError(
+              `${redactUrl(upload.location)} reports ${upload.offset} bytes received of a ${descriptor.size}-byte blob`,
+            );
+          refusals = 0;
+          sent.bytes += length;
+          onProgress?.(upload.offset);
+        }
+        if (upload.offset !== reader.position) {
+          reader.close();
+          reader = undefined;
+        }
       }
-      location = this.location(response, location);
-      offset = end + 1;
-      const reported = rangeEnd(response.headers.range);
-      if (reported !== undefined && reported !== end) offset = reported + 1;
+    } finally {
+      reader?.close();
     }
-    const url = this.withDigest(location, descriptor.digest);
+    const url = this.withDigest(upload.location, descriptor.digest);
     const response = await this.exchange({
       method: 'PUT',
       url,
@@ -389,21 +455,36 @@ export class RegistryClient {
     });
     await discard(response.body);
     this.checkDigestHeader(response, descriptor.digest, url);
-    return descriptor.size - firstOffset;
   }
 
-  /** Where a broken chunked upload stands (GET on the session: 204 with Range). */
-  private async uploadStatus(repository: string, session: URL): Promise<{ location: URL; offset: number }> {
-    const response = await this.exchange({
-      method: 'GET',
-      url: session,
-      scopes: [repositoryScope(repository, 'pull,push')],
-      expect: [204],
-    });
+  /**
+   * Where an upload session stands (GET: 204 with Range), or undefined when the registry no
+   * longer has it (404/400 BLOB_UPLOAD_UNKNOWN or BLOB_UPLOAD_INVALID).
+   */
+  private async uploadStatus(
+    repository: string,
+    session: URL,
+    size: number,
+  ): Promise<UploadSession | undefined> {
+    let response: HttpResponse;
+    try {
+      response = await this.exchange({
+        method: 'GET',
+        url: session,
+        scopes: [repositoryScope(repository, 'pull,push')],
+        expect: [204],
+      });
+    } catch (err) {
+      if (err instanceof RegistryError && [400, 404, 410, 416].includes(err.status)) return undefined;
+      throw err;
+    }
     await discard(response.body);
     const end = rangeEnd(response.headers.range);
+    // distribution writes `0-0` for an empty session (and, ambiguously, for one byte): start over.
+    const offset = end === undefined || end === 0 ? 0 : end + 1;
     const location = response.headers.location ? this.location(response, session) : session;
-    return { location, offset: end === undefined ? 0 : end + 1 };
+    if (offset > size) return undefined;
+    return { location, offset, broken: false };
   }
 
   private checkDigestHeader(response: HttpResponse, expected: Digest, url: URL): void {
@@ -448,9 +529,9 @@ export class RegistryClient {
         expect: [200, 404],
       });
       if (response.status === 404) {
-        await discard(response.body);
         throw new NotFoundError(
           `manifest ${this.host}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference} not found`,
+          { cause: await errorFromResponse('GET', url, response) },
         );
       }
       const bytes = await readBody(response.body, MANIFEST_SIZE_LIMIT, `manifest ${repository}:${reference}`);
@@ -473,14 +554,31 @@ export class RegistryClient {
   ): Promise<{ descriptor: Descriptor; subjectIndexed: boolean }> {
     const url = this.url(`/v2/${repository}/manifests/${reference}`);
     const digest = digestOf(manifest.bytes);
-    const response = await this.retried(`PUT ${redactUrl(url)}`, {
-      method: 'PUT',
-      url,
-      headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
-      body: () => manifest.bytes,
-      scopes: [repositoryScope(repository, 'pull,push')],
-      expect: [201],
-    });
+    let response: HttpResponse;
+    try {
+      response = await this.retried(`PUT ${redactUrl(url)}`, {
+        method: 'PUT',
+        url,
+        headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
+        body: () => manifest.bytes,
+        scopes: [repositoryScope(repository, 'pull,push')],
+        expect: [201],
+      });
+    } catch (err) {
+      // Concurrent PUTs of the same manifest can fail one of them (distribution 2.8 answers
+      // 400 DIGEST_INVALID). If the registry holds exactly our manifest there now, it succeeded.
+      if (
+        err instanceof RegistryError &&
+        err.status < 500 &&
+        (await this.resolve(repository, reference).catch(() => undefined))?.digest === digest
+      ) {
+        return {
+          descriptor: { mediaType: manifest.mediaType, digest, size: manifest.bytes.length },
+          subjectIndexed: false,
+        };
+      }
+      throw err;
+    }
     await discard(response.body);
     this.checkDigestHeader(response, digest, url);
     return {
@@ -621,27 +719,60 @@ function openSource(source: BlobSource, offset: number): Readable {
   );
 }
 
-/** The first `count` bytes of a stream. */
-function limit(stream: Readable, count: number): Readable {
-  return Readable.from(
-    (async function* () {
-      let left = count;
-      try {
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          if (chunk.length >= left) {
-            yield chunk.subarray(0, left);
-            left = 0;
-            break;
-          }
-          left -= chunk.length;
-          yield chunk;
-        }
-      } finally {
-        stream.destroy();
+/** An upload session: its latest Location and the bytes the registry acknowledged. */
+interface UploadSession {
+  location: URL;
+  offset: number;
+  /** A request of this session failed: ask the registry where it stands before going on. */
+  broken: boolean;
+}
+
+/** Reads a stream in pieces of exactly the asked length. */
+class ChunkReader {
+  private readonly iterator: AsyncIterator<Buffer>;
+  private rest: Buffer | undefined;
+
+  constructor(
+    private readonly stream: Readable,
+    /** Offset in the blob of the next byte to read. */
+    public position: number,
+    private readonly descriptor: { digest: Digest; size: number },
+  ) {
+    this.iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  async read(length: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let have = 0;
+    while (have < length) {
+      let piece = this.rest;
+      this.rest = undefined;
+      if (!piece) {
+        const next = await this.iterator.next();
+        if (next.done) break;
+        piece = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
       }
-      if (left > 0) throw new TransientError(`the content ended ${left} bytes early`);
-    })(),
-  );
+      if (piece.length > length - have) {
+        this.rest = piece.subarray(length - have);
+        piece = piece.subarray(0, length - have);
+      }
+      parts.push(piece);
+      have += piece.length;
+    }
+    if (have < length) {
+      throw new DigestMismatchError(
+        `size of the content for ${this.descriptor.digest}`,
+        String(this.descriptor.size),
+        String(this.position + have),
+      );
+    }
+    this.position += length;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
 }
 
 function progress(stream: Readable, onProgress: ((n: number) => void) | undefined, start: number): Readable {
@@ -652,6 +783,12 @@ function progress(stream: Readable, onProgress: ((n: number) => void) | undefine
     onProgress(sent);
   });
   return stream;
+}
+
+/** The first byte of a `Content-Range: bytes <start>-<end>/<size>` answer. */
+function rangeStart(range: string | undefined): number | undefined {
+  const m = range ? /^bytes\s+(\d+)-\d+\/(?:\d+|\*)$/.exec(range.trim()) : null;
+  return m ? Number(m[1]) : undefined;
 }
 
 function rangeEnd(range: string | undefined): number | undefined {
@@ -672,6 +809,13 @@ export function nextLink(header: string | undefined, base: URL): URL | undefined
     }
   }
   return undefined;
+}
+
+/** The same RegistryError, its message rebuilt from its (amended) error list. */
+function withMessage(error: RegistryError): RegistryError {
+  const rebuilt = new RegistryError(error.method, error.url, error.status, error.errors);
+  if (error.retryAfter !== undefined) rebuilt.retryAfter = error.retryAfter;
+  return rebuilt;
 }
 
 function mediaTypeOf(bytes: Uint8Array): string {
