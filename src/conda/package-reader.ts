@@ -1,0 +1,483 @@
+/**
+ * Reads a conda package (.conda or .tar.bz2) in one streaming pass: the sha256, md5 and size of
+ * the whole file, the exact bytes of info/index.json, the parsed and type-checked index, and the
+ * deterministic info layer (SPEC §4). The input may be a registry blob on the wire: no random
+ * access, no temporary file, memory bounded by the limits below whatever the package size.
+ *
+ * - .conda: the zip is walked by its local headers (zip-stream.ts) and cross-checked with its
+ *   central directory at the end; `info-<stem>.tar.zst` is decompressed (zstd.ts) and read as
+ *   tar; `pkg-<stem>.tar.zst` is only hashed and CRC-checked, never decompressed.
+ * - .tar.bz2: bzip2 (bzip2.ts) into tar (tar-reader.ts); every member name and link is checked,
+ *   info/ members are kept, the rest is drained.
+ *
+ * Every problem with the package ends in a PackageError that names the file.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { basename } from 'node:path';
+import { SizeLimitError } from '../oci/errors.js';
+import { ArchiveError, formatBytes, quote } from './archive-error.js';
+import { Bzip2Decoder } from './bzip2.js';
+import {
+  buildInfoTarGz,
+  INDEX_JSON,
+  InfoCollector,
+  isInfoPath,
+  MemberRules,
+  RUN_EXPORTS_JSON,
+} from './info-tarball.js';
+import { TarReader } from './tar-reader.js';
+import { ZipStreamReader, type ZipMember, type ZipMemberSink } from './zip-stream.js';
+import { ZstdMemberDecoder } from './zstd.js';
+
+const MIB = 1024 * 1024;
+
+export interface PackageLimits {
+  /**
+   * Uncompressed size of info/: the decompressed info-*.tar.zst of a .conda, the sum of the info/
+   * member sizes of a .tar.bz2. A decompression bomb stops at this many bytes.
+   */
+  infoBytes: number;
+  /** Size of info/index.json. */
+  indexJsonBytes: number;
+  /** Members of info/ (files, links, directories). */
+  infoMembers: number;
+  /** Members of any one tar archive (a .tar.bz2, or the info archive of a .conda). */
+  archiveMembers?: number;
+  /**
+   * .tar.bz2 only, whose payload must be decompressed to check its member names: the tar may be
+   * at most `expansionRatio` times the compressed bytes read so far plus `expansionAllowance`.
+   */
+  expansionRatio?: number;
+  expansionAllowance?: number;
+}
+
+/**
+ * - info/ 256 MiB: the largest info/ folders on conda-forge (paths.json of packages with 100k+
+ *   files, bundled test data, license collections) are tens of MB; 256 MiB leaves room while a
+ *   bomb is stopped after a fraction of a second of decompression and ~1 GiB of memory at most.
+ * - index.json 1 MiB: real ones are under 10 KB, metapackages with hundreds of pins under 100 KB.
+ * - 100,000 info/ members: real packages have tens (recipe and test folders, a few thousand at most).
+ * - 1,000,000 members per archive: the largest packages hold a few hundred thousand files; this
+ *   bounds the memory of the duplicate and link checks (~100 MB of names).
+ * - .tar.bz2 expansion 1000:1 beyond 1 GiB: real payloads compress 2-20:1; bzip2 can reach
+ *   ~1,000,000:1 on zeros. A package under 1 GiB uncompressed is never refused by this rule.
+ */
+export const DEFAULT_LIMITS: Readonly<Required<PackageLimits>> = Object.freeze({
+  infoBytes: 256 * MIB,
+  indexJsonBytes: 1 * MIB,
+  infoMembers: 100_000,
+  archiveMembers: 1_000_000,
+  expansionRatio: 1000,
+  expansionAllowance: 1024 * MIB,
+});
+
+/** info/index.json, type-checked for the fields this project relies on; other keys are kept as read. */
+export interface IndexJson {
+  name: string;
+  version: string;
+  build: string;
+  build_number: number;
+  /** `[]` when index.json has no `depends` (as conda reads it). */
+  depends: string[];
+  constrains?: string[];
+  /** Missing in very old packages: the caller then needs the subdir from elsewhere. */
+  subdir?: string;
+  /** Milliseconds or seconds since the epoch, as written by the build tool. */
+  timestamp?: number;
+  [key: string]: unknown;
+}
+
+export type PackageFormat = 'conda' | 'tar.bz2';
+
+export interface PackageContents {
+  /** Base name, e.g. `demo-pkg-1.2.3-h1234567_0.conda`. */
+  fileName: string;
+  format: PackageFormat;
+  /** Of the whole file: lower-case hex digests and the size in bytes. */
+  sha256: string;
+  md5: string;
+  size: number;
+  /** The exact bytes of info/index.json. */
+  indexJson: Uint8Array;
+  index: IndexJson;
+  /** The deterministic gzipped tar of info/ (see buildInfoTarGz). */
+  infoTarGz: Uint8Array;
+  /** info/run_exports.json, parsed, when the package has one. */
+  runExports?: unknown;
+  /** index.timestamp in milliseconds (seconds are converted), when present. */
+  timestamp?: number;
+}
+
+export class PackageError extends Error {
+  readonly code = 'PACKAGE';
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file}: ${problem}`, options);
+    this.name = 'PackageError';
+  }
+}
+
+const NOT_A_PACKAGE_NAME = 'is not a conda package file name (it must end in .conda or .tar.bz2)';
+
+/** The limits with DEFAULT_LIMITS for what is not given. */
+function withDefaults(limits: PackageLimits): Required<PackageLimits> {
+  const all: Required<PackageLimits> = { ...DEFAULT_LIMITS };
+  for (const key of Object.keys(all) as (keyof PackageLimits)[]) {
+    const value = limits[key];
+    if (value !== undefined) all[key] = value;
+  }
+  return all;
+}
+
+/** The package format from a file name, or undefined. */
+export function packageFormat(fileName: string): PackageFormat | undefined {
+  if (fileName.endsWith('.conda')) return 'conda';
+  if (fileName.endsWith('.tar.bz2')) return 'tar.bz2';
+  return undefined;
+}
+
+/**
+ * Reads a package from a stream. Errors of the stream itself (a network failure, a digest
+ * mismatch found by a verifying stream) are rethrown unchanged; every problem of the package is a
+ * PackageError. On a PackageError the input is closed without reading further.
+ */
+export async function readPackage(
+  input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  fileName: string,
+  limits: PackageLimits = DEFAULT_LIMITS,
+): Promise<PackageContents> {
+  const name = baseName(fileName);
+  const sha256 = createHash('sha256');
+  const md5 = createHash('md5');
+  let size = 0;
+  const iterator = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  let reading = false;
+  try {
+    const format = packageFormat(name);
+    if (format === undefined) throw new ArchiveError(NOT_A_PACKAGE_NAME);
+    const all = withDefaults(limits);
+    const parser = format === 'conda' ? new CondaParser(name, all) : new TarBz2Parser(all);
+    for (;;) {
+      reading = true;
+      const next = await iterator.next();
+      reading = false;
+      if (next.done) break;
+      const chunk = next.value;
+      if (!(chunk instanceof Uint8Array)) {
+        throw new ArchiveError('the input stream yields text, not bytes (do not set an encoding on it)');
+      }
+      sha256.update(chunk);
+      md5.update(chunk);
+      size += chunk.length;
+      parser.push(chunk);
+    }
+    const info = parser.end();
+    const contents = await describe(name, format, info, all);
+    return { ...contents, sha256: sha256.digest('hex'), md5: md5.digest('hex'), size };
+  } catch (err) {
+    if (reading) throw err; // an error of the input itself, unchanged
+    await closeQuietly(iterator);
+    throw toPackageError(name, err);
+  }
+}
+
+/** Reads a package file from disk. */
+export async function readPackageFile(path: string, limits?: PackageLimits): Promise<PackageContents> {
+  const name = baseName(path);
+  if (packageFormat(name) === undefined) throw new PackageError(name, NOT_A_PACKAGE_NAME);
+  try {
+    return await readPackage(createReadStream(path, { highWaterMark: MIB }), name, limits);
+  } catch (err) {
+    if (err instanceof PackageError) throw err;
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new PackageError(name, `cannot be read (${detail})`, { cause: err });
+  }
+}
+
+interface Parser {
+  push(chunk: Uint8Array): void;
+  end(): InfoCollector;
+}
+
+class CondaParser implements Parser {
+  private readonly zip = new ZipStreamReader({ member: (member) => this.member(member) });
+  private readonly stem: string;
+  private readonly info: InfoCollector;
+  private metadata: Uint8Array | undefined;
+  private infoRead = false;
+  private payloadSeen = false;
+
+  constructor(
+    fileName: string,
+    private readonly limits: Required<PackageLimits>,
+  ) {
+    this.stem = fileName.slice(0, -'.conda'.length);
+    this.info = new InfoCollector(limits);
+  }
+
+  push(chunk: Uint8Array): void {
+    this.zip.push(chunk);
+  }
+
+  end(): InfoCollector {
+    this.zip.end();
+    if (this.metadata === undefined) throw new ArchiveError('the .conda has no metadata.json');
+    if (!this.infoRead) throw new ArchiveError(`the .conda has no ${quote(`info-${this.stem}.tar.zst`)}`);
+    if (!this.payloadSeen) throw new ArchiveError(`the .conda has no ${quote(`pkg-${this.stem}.tar.zst`)}`);
+    const metadata = parseJson(this.metadata, 'metadata.json');
+    if (!isObject(metadata) || metadata['conda_pkg_format_version'] !== 2) {
+      throw new ArchiveError('metadata.json does not say "conda_pkg_format_version": 2');
+    }
+    return this.info;
+  }
+
+  private member(member: ZipMember): ZipMemberSink | undefined {
+    const { name } = member;
+    if (name === 'metadata.json') {
+      if (member.size > 64 * 1024)
+        throw new ArchiveError(`metadata.json is ${formatBytes(member.size)}, more than 64 KiB`);
+      const bytes = new Uint8Array(member.size);
+      let fill = 0;
+      return {
+        data: (chunk) => {
+          bytes.set(chunk, fill);
+          fill += chunk.length;
+        },
+        end: () => {
+          this.metadata = bytes;
+        },
+      };
+    }
+    if (name === `pkg-${this.stem}.tar.zst`) {
+      this.payloadSeen = true;
+      return undefined; // hashed and CRC-checked by the zip reader, never decompressed
+    }
+    if (name === `info-${this.stem}.tar.zst`) return this.infoMember(member);
+    const kind = /^(info|pkg)-.*\.tar\.zst$/.exec(name)?.[1];
+    if (kind !== undefined) {
+      throw new ArchiveError(
+        `member ${quote(name)} does not match the file name (expected ${quote(`${kind}-${this.stem}.tar.zst`)})`,
+      );
+    }
+    throw new ArchiveError(
+      `unexpected member ${quote(name)} (a .conda holds metadata.json, info-<name>.tar.zst and pkg-<name>.tar.zst)`,
+    );
+  }
+
+  private infoMember(member: ZipMember): ZipMemberSink {
+    const what = quote(member.name);
+    // zstd can only grow incompressible data by a few bytes per 128 KiB block.
+    const maxCompressed = this.limits.infoBytes + Math.ceil(this.limits.infoBytes / 1024) + 1024;
+    if (member.size > maxCompressed) {
+      throw new ArchiveError(
+        `${what} is ${formatBytes(member.size)}, more than the limit of ${formatBytes(this.limits.infoBytes)} for info/`,
+        { cause: new SizeLimitError(what, this.limits.infoBytes) },
+      );
+    }
+    const zstd = new ZstdMemberDecoder(member.size, this.limits.infoBytes, what);
+    return {
+      data: (chunk) => zstd.push(chunk),
+      end: () => {
+        const tar = zstd.end();
+        const rules = new MemberRules(this.limits.archiveMembers, `the info archive ${what}`);
+        const reader = new TarReader(
+          {
+            entry: (entry) => {
+              rules.check(entry);
+              if (entry.path === '') return undefined;
+              if (!isInfoPath(entry.path)) {
+                throw new ArchiveError(
+                  `the info archive ${what} holds ${quote(entry.name)}, which is outside info/`,
+                );
+              }
+              return this.info.entry(entry);
+            },
+          },
+          `the info archive ${what}`,
+        );
+        reader.push(tar);
+        reader.end();
+        this.infoRead = true;
+      },
+    };
+  }
+}
+
+class TarBz2Parser implements Parser {
+  private readonly info: InfoCollector;
+  private readonly rules: MemberRules;
+  private readonly tar: TarReader;
+  private readonly bzip2: Bzip2Decoder;
+  private compressed = 0;
+
+  constructor(private readonly limits: Required<PackageLimits>) {
+    this.info = new InfoCollector(limits);
+    this.rules = new MemberRules(limits.archiveMembers, 'the package');
+    this.tar = new TarReader(
+      {
+        entry: (entry) => {
+          this.rules.check(entry);
+          return isInfoPath(entry.path) ? this.info.entry(entry) : undefined;
+        },
+      },
+      'the tar archive',
+    );
+    this.bzip2 = new Bzip2Decoder((chunk) => {
+      const allowed = this.limits.expansionRatio * this.compressed + this.limits.expansionAllowance;
+      if (this.bzip2.bytesOut > allowed) {
+        throw new ArchiveError(
+          `the tar archive decompresses to more than ${this.limits.expansionRatio} times its compressed size (a decompression bomb?)`,
+          { cause: new SizeLimitError('the decompressed tar archive', Math.floor(allowed)) },
+        );
+      }
+      this.tar.push(chunk);
+    });
+  }
+
+  push(chunk: Uint8Array): void {
+    this.compressed += chunk.length;
+    this.bzip2.push(chunk);
+  }
+
+  end(): InfoCollector {
+    this.bzip2.end();
+    this.tar.end();
+    return this.info;
+  }
+}
+
+async function describe(
+  fileName: string,
+  format: PackageFormat,
+  info: InfoCollector,
+  limits: Required<PackageLimits>,
+): Promise<Omit<PackageContents, 'sha256' | 'md5' | 'size'>> {
+  const indexJson = info.read(INDEX_JSON);
+  if (indexJson === undefined) throw new ArchiveError('the package has no info/index.json');
+  if (indexJson.length > limits.indexJsonBytes) {
+    // Reached through a link: the size of info/index.json itself was checked as it was read.
+    throw new ArchiveError(
+      `info/index.json is ${formatBytes(indexJson.length)}, more than the limit of ${formatBytes(limits.indexJsonBytes)}`,
+      { cause: new SizeLimitError('info/index.json', limits.indexJsonBytes) },
+    );
+  }
+  const index = parseIndex(indexJson);
+  const expected = `${index.name}-${index.version}-${index.build}.${format}`;
+  if (expected !== fileName) {
+    throw new ArchiveError(
+      `the file name does not match info/index.json, which gives name ${quote(index.name)}, version ${quote(index.version)}, build ${quote(index.build)}: expected ${quote(expected)}`,
+    );
+  }
+  const contents: Omit<PackageContents, 'sha256' | 'md5' | 'size'> = {
+    fileName,
+    format,
+    indexJson,
+    index,
+    infoTarGz: await buildInfoTarGz(info.list()),
+  };
+  const runExports = info.read(RUN_EXPORTS_JSON);
+  if (runExports !== undefined) contents.runExports = parseJson(runExports, RUN_EXPORTS_JSON);
+  if (index.timestamp !== undefined) contents.timestamp = timestampMs(index.timestamp);
+  return contents;
+}
+
+/** Type checks of info/index.json; the message names the key and what it holds. */
+export function parseIndex(bytes: Uint8Array): IndexJson {
+  const value = parseJson(bytes, INDEX_JSON);
+  if (!isObject(value))
+    throw new ArchiveError(`info/index.json is not a JSON object but ${describeValue(value)}`);
+  const fail = (key: string, wanted: string): never => {
+    throw new ArchiveError(
+      `info/index.json: ${quote(key)} must be ${wanted}, not ${describeValue(value[key])}`,
+    );
+  };
+  for (const key of ['name', 'version', 'build']) {
+    const field = value[key];
+    if (typeof field !== 'string' || field === '') fail(key, 'a non-empty string');
+  }
+  const buildNumber = value['build_number'];
+  if (typeof buildNumber !== 'number' || !Number.isSafeInteger(buildNumber) || buildNumber < 0) {
+    fail('build_number', 'a non-negative integer');
+  }
+  if (value['depends'] === undefined) value['depends'] = [];
+  for (const key of ['depends', 'constrains']) {
+    const field = value[key];
+    if (field !== undefined && !(Array.isArray(field) && field.every((item) => typeof item === 'string'))) {
+      fail(key, 'a list of strings');
+    }
+  }
+  if (value['subdir'] !== undefined && (typeof value['subdir'] !== 'string' || value['subdir'] === '')) {
+    fail('subdir', 'a non-empty string');
+  }
+  const timestamp = value['timestamp'];
+  if (
+    timestamp !== undefined &&
+    (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0)
+  ) {
+    fail('timestamp', 'a non-negative number');
+  }
+  return value as IndexJson;
+}
+
+/** conda writes milliseconds; old packages wrote seconds (conda tells them apart the same way). */
+function timestampMs(timestamp: number): number {
+  return Math.round(timestamp > 253402300799 ? timestamp : timestamp * 1000);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function parseJson(bytes: Uint8Array, what: string): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new ArchiveError(`${what} is not valid UTF-8`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new ArchiveError(`${what} is not valid JSON (${detail})`);
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string') return `the string ${quote(value)}`;
+  if (typeof value === 'number') return `the number ${value}`;
+  if (typeof value === 'object') return 'an object';
+  return `a ${typeof value}`;
+}
+
+function baseName(fileName: string): string {
+  const name = basename(fileName.replaceAll('\\', '/'));
+  return name === '' ? fileName : name;
+}
+
+function toPackageError(file: string, err: unknown): PackageError {
+  if (err instanceof PackageError) return err;
+  if (err instanceof ArchiveError) {
+    return new PackageError(file, err.problem, err.cause === undefined ? undefined : { cause: err.cause });
+  }
+  // A corrupt structure that no check caught, or a bug: still reported as a problem of this file.
+  const detail = err instanceof Error ? err.message : String(err);
+  return new PackageError(file, `cannot be read (${detail})`, { cause: err });
+}
+
+async function closeQuietly(iterator: AsyncIterator<unknown>): Promise<void> {
+  try {
+    await iterator.return?.();
+  } catch {
+    // the input is being abandoned; its own close errors do not matter
+  }
+}
