@@ -117,7 +117,14 @@ export class InfoCollector {
   private bytes = 0;
   private members = 0;
 
-  constructor(private readonly limits: InfoLimits) {}
+  constructor(
+    private readonly limits: InfoLimits,
+    /**
+     * True when the chunks handed to the sinks stay valid (views of a whole decompressed
+     * archive): a member that arrives in one chunk is then kept as that view, not copied.
+     */
+    private readonly stableChunks = false,
+  ) {}
 
   /** Takes an info/ member (already checked by MemberRules) and returns the sink for its data. */
   entry(entry: TarEntry): TarDataSink | undefined {
@@ -162,15 +169,23 @@ export class InfoCollector {
           );
         }
         this.bytes += entry.size;
-        const data = new Uint8Array(entry.size);
+        const mode = entry.mode & 0o111 ? 0o755 : 0o644;
+        let data: Uint8Array | undefined;
         let fill = 0;
-        this.entries.set(path, { path, type: 'file', mode: entry.mode & 0o111 ? 0o755 : 0o644, data });
         return {
-          data(chunk) {
+          data: (chunk) => {
+            if (data === undefined && this.stableChunks && chunk.length === entry.size) {
+              data = chunk;
+              fill = chunk.length;
+              return;
+            }
+            data ??= new Uint8Array(entry.size);
             data.set(chunk, fill);
             fill += chunk.length;
           },
-          end() {},
+          end: () => {
+            this.entries.set(path, { path, type: 'file', mode, data: data ?? new Uint8Array(0) });
+          },
         };
       }
     }

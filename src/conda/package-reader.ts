@@ -216,7 +216,8 @@ class CondaParser implements Parser {
     private readonly limits: Required<PackageLimits>,
   ) {
     this.stem = fileName.slice(0, -'.conda'.length);
-    this.info = new InfoCollector(limits);
+    // The info archive is decompressed whole and read in one push: members can stay views of it.
+    this.info = new InfoCollector(limits, true);
   }
 
   push(chunk: Uint8Array): void {
