@@ -36,6 +36,33 @@ function flag(name: string): boolean {
   throw new UsageError(`input ${name} must be true or false, not "${value}"`);
 }
 
+/** A secret input: masked in the log from the moment it is read. */
+function secret(name: string): string | undefined {
+  const value = input(name);
+  if (value) core.setSecret(value);
+  return value;
+}
+
+/** Parses an input's value, turning any refusal into a UsageError that names the input. */
+function parsed<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`input ${name}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+function positiveInteger(name: string): number | undefined {
+  const value = input(name);
+  if (value === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(value))
+    throw new UsageError(`input ${name} must be a positive integer, not "${value}"`);
+  return Number(value);
+}
+
 function need(name: string, value = input(name)): string {
   if (!value) throw new UsageError(`input ${name} is required for command ${input('command')}`);
   return value;
@@ -50,10 +77,10 @@ function eventPayload(): Record<string, unknown> {
 
 function artifactsInput(): RequestedArtifact[] {
   const text = input('artifacts');
-  if (text) return parseArtifactDocument(text, 'input artifacts');
+  if (text) return parsed('artifacts', () => parseArtifactDocument(text, 'input artifacts'));
   const payload = eventPayload();
   if (payload.outputs !== undefined || payload.artifacts !== undefined)
-    return mergeRequests([parseArtifactDocument(payload, 'the event payload')]);
+    return parsed('artifacts', () => mergeRequests([parseArtifactDocument(payload, 'the event payload')]));
   throw new UsageError(
     'input artifacts is required (the upload step output, an outputs map, or a repository_dispatch payload)',
   );
@@ -67,7 +94,10 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
       ? `${server}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
       : undefined;
   const payload = eventPayload();
-  const concurrency = input('concurrency');
+  const concurrency = positiveInteger('concurrency');
+  const password = secret('password');
+  const recordKey = secret('record-key');
+  const githubToken = secret('github-token');
   const label = input('label') ?? (typeof payload.label === 'string' ? payload.label : undefined);
   const common: CommonOptions & { label?: string } = {
     ...(input('username')
@@ -75,13 +105,12 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
       : env.GITHUB_ACTOR
         ? { username: env.GITHUB_ACTOR }
         : {}),
-    ...(input('password') ? { password: input('password') } : {}),
+    ...(password ? { password } : {}),
     ...(flag('plain-http') ? { plainHttp: true } : {}),
-    ...(concurrency ? { concurrency: Number(concurrency) } : {}),
+    ...(concurrency ? { concurrency } : {}),
     ...(input('result-file') ? { resultFile: input('result-file') } : {}),
     ...(label ? { label } : {}),
   };
-  const recordKey = input('record-key');
   let options: CommandOptions;
   switch (command) {
     case 'upload':
@@ -111,7 +140,11 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ),
         artifacts: artifactsInput(),
         ...(ownersPath
-          ? { owners: parseOwners(JSON.parse(readFileSync(ownersPath, 'utf8')), ownersPath) }
+          ? {
+              owners: parsed('owners', () =>
+                parseOwners(JSON.parse(readFileSync(ownersPath, 'utf8')) as unknown, ownersPath),
+              ),
+            }
           : {}),
         ...(feedstock ? { feedstock } : {}),
         ...(input('production') ? { production: input('production') } : {}),
@@ -144,7 +177,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
       options = {
         command,
         channel: need('channel'),
-        olderThanMs: parseDuration(need('older-than')),
+        olderThanMs: parsed('older-than', () => parseDuration(need('older-than'))),
         dryRun: flag('dry-run'),
         ...common,
       } as CommandOptions;
@@ -157,7 +190,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
     (typeof payload.repository === 'string' ? payload.repository : undefined);
   return {
     options,
-    ...(input('github-token') ? { githubToken: input('github-token') } : {}),
+    ...(githubToken ? { githubToken } : {}),
     ...(input('request-validation') ? { requestValidation: input('request-validation') } : {}),
     reportIssue: flag('report-issue'),
     ...(feedstockRepository ? { feedstockRepository } : {}),

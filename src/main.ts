@@ -25,6 +25,14 @@ export interface RunDependencies {
 
 const GHCR_HOSTS = new Set(['ghcr.io']);
 
+let masking = false;
+/** Every secret the run learns (password, token, record key, basic credentials) is masked in the log. */
+function maskSecrets(): void {
+  if (masking) return;
+  masking = true;
+  onSecret((secret) => core.setSecret(secret));
+}
+
 function actionsReporter(): Reporter {
   const lastStep = new Map<string, number>();
   return {
@@ -43,7 +51,7 @@ export async function run(
   inputs: ActionInputs,
   deps: RunDependencies = {},
 ): Promise<CommandResult | undefined> {
-  onSecret((secret) => core.setSecret(secret));
+  maskSecrets();
   try {
     if (inputs.githubToken) core.setSecret(inputs.githubToken);
     const api = deps.api ?? (inputs.githubToken ? githubApi(inputs.githubToken) : undefined);
@@ -64,33 +72,44 @@ export async function run(
     if (options.command === 'upload' && inputs.requestValidation) {
       if (!api) throw new Error('request-validation needs github-token');
       const channel = parseChannel(options.to, options.label ? { label: options.label } : {});
-      await requestValidation(
-        api,
-        inputs.requestValidation,
-        validationRequest(result.artifacts, {
-          staging: options.to,
-          ...(channel.label ? { label: channel.label } : {}),
-          ...(process.env.GITHUB_REPOSITORY
-            ? {
-                repository: process.env.GITHUB_REPOSITORY,
-                feedstock: process.env.GITHUB_REPOSITORY.split('/')[1]!.replace(/-feedstock$/, ''),
-              }
-            : {}),
-          ...(options.revision ? { sha: options.revision } : {}),
-          ...(inputs.runUrl ? { run: inputs.runUrl } : {}),
-        }),
-      );
-      core.info(`Asked ${inputs.requestValidation} to validate ${result.artifacts.length} artifact(s)`);
+      const request = validationRequest(result.artifacts, {
+        staging: options.to,
+        ...(channel.label ? { label: channel.label } : {}),
+        ...(process.env.GITHUB_REPOSITORY
+          ? {
+              repository: process.env.GITHUB_REPOSITORY,
+              feedstock: process.env.GITHUB_REPOSITORY.split('/')[1]!.replace(/-feedstock$/, ''),
+            }
+          : {}),
+        ...(options.revision ? { sha: options.revision } : {}),
+        ...(inputs.runUrl ? { run: inputs.runUrl } : {}),
+      });
+      const count = Object.keys(request.outputs).length;
+      // Nothing was staged: there is nothing to validate, and the failures are reported below.
+      if (count === 0) core.warning('No artifact was uploaded: validation not requested');
+      else {
+        const sent = await requestValidation(api, inputs.requestValidation, request);
+        core.info(
+          `Asked ${inputs.requestValidation} to validate ${count} artifact(s)${sent > 1 ? ` in ${sent} dispatches` : ''}`,
+        );
+      }
     }
     if (options.command === 'validate' && inputs.reportIssue && result.exitCode !== 0) {
       if (!api || !inputs.feedstockRepository)
         core.warning(
           'report-issue needs github-token and the feedstock repository (input feedstock-repository or the payload)',
         );
-      else
-        core.info(
-          `Reported the failures in ${await reportFailures(api, inputs.feedstockRepository, result, inputs.runUrl)}`,
-        );
+      else {
+        // The failures themselves are what fails the step; a failed report is only a warning.
+        try {
+          const url = await reportFailures(api, inputs.feedstockRepository, result, inputs.runUrl);
+          core.info(`Reported the failures in ${url}`);
+        } catch (err) {
+          core.warning(
+            redact(`Could not report the failures on ${inputs.feedstockRepository}: ${describeError(err)}`),
+          );
+        }
+      }
     }
     if (result.exitCode !== 0) {
       const failed = result.artifacts.filter((a) => a.status === 'failed');

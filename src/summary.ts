@@ -1,6 +1,7 @@
 /** The job summary: one table per run, every artifact, and every failed check. */
 import * as core from '@actions/core';
 import { formatBytes, type CommandResult } from './commands/report.js';
+import { redact } from './redact.js';
 
 const STATUS_ICON: Record<string, string> = {
   failed: '❌',
@@ -54,6 +55,7 @@ export async function writeSummary(result: CommandResult): Promise<void> {
   await summary.write();
 }
 
+/** Free text (errors, check details) for the summary: redacted, then escaped. */
 function escapeHtml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return redact(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -3,6 +3,7 @@
  * open issue per feedstock, labelled, updated with a comment on each new failure.
  */
 import type { CommandResult } from '../commands/report.js';
+import { redact } from '../redact.js';
 import { splitRepository, type GitHubApi } from './api.js';
 
 export const ISSUE_LABEL = 'conda-oci-validation';
@@ -22,6 +23,9 @@ const ADVICE: Record<string, string> = {
     'This exact name, version and build is already published with different content: bump the build number.',
 };
 
+/** GitHub refuses issue and comment bodies over 65,536 characters. */
+export const MAX_BODY_CHARS = 65_536;
+
 export function issueBody(result: CommandResult, run?: string): string {
   const lines = [
     `conda-oci refused ${result.artifacts.filter((a) => a.status === 'failed').length} artifact(s)${run ? ` in ${run}` : ''}.`,
@@ -37,7 +41,11 @@ export function issueBody(result: CommandResult, run?: string): string {
       );
     lines.push('');
   }
-  return lines.join('\n');
+  // Posted on a public repository: nothing secret may pass.
+  const body = redact(lines.join('\n'));
+  if (body.length <= MAX_BODY_CHARS) return body;
+  const note = `\n\n… cut to GitHub's size limit; the full list is in the job summary${run ? ` of ${run}` : ''}.`;
+  return body.slice(0, MAX_BODY_CHARS - note.length) + note;
 }
 
 /** Opens the feedstock's validation issue, or comments on the open one. Returns its URL. */

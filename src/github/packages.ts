@@ -3,9 +3,16 @@
  * DELETE with 405, so repositories are listed as an owner's container packages and manifests are
  * deleted as package versions whose name is the manifest digest.
  * https://docs.github.com/en/rest/packages/packages
+ *
+ * Two refusals of the REST API shape what deleting means on GHCR:
+ * - a version of a public package with over 5,000 downloads cannot be deleted (reported, with
+ *   GitHub's own message, as a GitHubPackagesError);
+ * - the last tagged version of a package cannot be deleted ("You must delete the package
+ *   instead"): when the manifest being deleted is the only tagged version left, the whole
+ *   package goes, which is what deleting the last artifact of a staging repository means.
  */
 import type { Digest } from '../oci/digest.js';
-import { NotFoundError, UnsupportedError } from '../oci/errors.js';
+import { NotFoundError, OciError, UnsupportedError } from '../oci/errors.js';
 import type { ManifestDeleter, RepositoryLister } from '../oci/remote/store.js';
 import type { GitHubApi } from './api.js';
 
@@ -13,7 +20,33 @@ type OwnerKind = 'orgs' | 'users';
 
 interface PackageVersion {
   id: number;
+  /** For a container package: the manifest digest. */
   name: string;
+  metadata?: { container?: { tags?: string[] } };
+}
+
+/** GitHub's REST API refused a package operation; `status` is its HTTP status. */
+export class GitHubPackagesError extends OciError {
+  override readonly code = 'GITHUB_PACKAGES';
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+const LAST_TAGGED_VERSION = /last tagged version/i;
+
+function statusOf(err: unknown): number | undefined {
+  const status = (err as { status?: unknown } | null)?.status;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** GitHub's own message (Octokit appends ` - <documentation_url>`; keep it, it explains the rule). */
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** `cf-staging/conda-forge/linux-64/cnumpy` → owner `cf-staging`, package `conda-forge/linux-64/cnumpy`. */
@@ -21,6 +54,10 @@ export function splitPackage(repository: string): { owner: string; name: string 
   const slash = repository.indexOf('/');
   if (slash <= 0) throw new UnsupportedError(`repository "${repository}" has no owner part`);
   return { owner: repository.slice(0, slash), name: repository.slice(slash + 1) };
+}
+
+function isTagged(version: PackageVersion): boolean {
+  return (version.metadata?.container?.tags?.length ?? 0) > 0;
 }
 
 export class GhcrPackages {
@@ -36,11 +73,18 @@ export class GhcrPackages {
     try {
       await this.api.request('GET /orgs/{org}', { org: owner });
     } catch (err) {
-      if ((err as { status?: number }).status !== 404) throw err;
+      if (statusOf(err) !== 404) throw err;
       kind = 'users';
     }
     this.kinds.set(owner, kind);
     return kind;
+  }
+
+  /** The REST path of one package (Octokit percent-encodes `{name}`, so `/` becomes %2F). */
+  private async packagePath(owner: string): Promise<string> {
+    return (await this.kind(owner)) === 'orgs'
+      ? '/orgs/{owner}/packages/container/{name}'
+      : '/users/{owner}/packages/container/{name}';
   }
 
   readonly listRepositories: RepositoryLister = (prefix) => this.list(prefix);
@@ -48,11 +92,19 @@ export class GhcrPackages {
   private async *list(prefix: string): AsyncGenerator<string> {
     const { owner } = splitPackage(`${prefix}/x`);
     const kind = await this.kind(owner);
-    const route = kind === 'orgs' ? 'GET /orgs/{owner}/packages' : 'GET /users/{owner}/packages';
-    for await (const page of this.api.paginate.iterator(
-      route as 'GET /orgs/{org}/packages',
-      { owner, org: owner, package_type: 'container', per_page: 100 } as never,
-    )) {
+    const pages =
+      kind === 'orgs'
+        ? this.api.paginate.iterator('GET /orgs/{org}/packages', {
+            org: owner,
+            package_type: 'container',
+            per_page: 100,
+          })
+        : this.api.paginate.iterator('GET /users/{username}/packages', {
+            username: owner,
+            package_type: 'container',
+            per_page: 100,
+          });
+    for await (const page of pages) {
       for (const pkg of page.data as { name: string }[]) {
         const repository = `${owner}/${pkg.name}`;
         if (repository.startsWith(`${prefix}/`)) yield repository;
@@ -60,25 +112,64 @@ export class GhcrPackages {
     }
   }
 
+  /** Every version of a package, or only up to the first whose name is `digest`. */
+  private async versions(owner: string, name: string, until?: Digest): Promise<PackageVersion[]> {
+    const path = await this.packagePath(owner);
+    const found: PackageVersion[] = [];
+    try {
+      for await (const page of this.api.paginate.iterator(
+        `GET ${path}/versions` as 'GET /orgs/{org}/packages/{package_type}/{package_name}/versions',
+        { owner, name, per_page: 100 } as never,
+      )) {
+        found.push(...(page.data as PackageVersion[]));
+        if (until && found.some((v) => v.name === until)) break;
+      }
+    } catch (err) {
+      if (statusOf(err) === 404)
+        throw new NotFoundError(`package ${name} of ${owner} does not exist on GitHub`, { cause: err });
+      throw new GitHubPackagesError(
+        `could not list the versions of package ${name} of ${owner}`,
+        statusOf(err),
+        {
+          cause: err,
+        },
+      );
+    }
+    return found;
+  }
+
   readonly deleteManifest: ManifestDeleter = async (repository: string, digest: Digest) => {
     const { owner, name } = splitPackage(repository);
-    const kind = await this.kind(owner);
-    const base =
-      kind === 'orgs'
-        ? '/orgs/{owner}/packages/container/{name}/versions'
-        : '/users/{owner}/packages/container/{name}/versions';
-    // Octokit percent-encodes path parameters, so `/` in the package name becomes %2F.
-    const params = { owner, name };
-    let version: PackageVersion | undefined;
-    for await (const page of this.api.paginate.iterator(
-      `GET ${base}` as 'GET /orgs/{org}/packages/{package_type}/{package_name}/versions',
-      { ...params, per_page: 100 } as never,
-    )) {
-      version = (page.data as PackageVersion[]).find((v) => v.name === digest);
-      if (version) break;
-    }
+    const path = await this.packagePath(owner);
+    const version = (await this.versions(owner, name, digest)).find((v) => v.name === digest);
     if (!version) throw new NotFoundError(`no version ${digest} of package ${name} owned by ${owner}`);
-    await this.api.request(`DELETE ${base}/{id}`, { ...params, id: version.id });
+    try {
+      await this.api.request(`DELETE ${path}/versions/{id}`, { owner, name, id: version.id });
+      return;
+    } catch (err) {
+      if (statusOf(err) === 404)
+        throw new NotFoundError(`version ${digest} of ${name} is gone`, { cause: err });
+      if (!(statusOf(err) === 400 && LAST_TAGGED_VERSION.test(messageOf(err)))) {
+        throw new GitHubPackagesError(
+          `GitHub refused to delete version ${version.id} (${digest}) of package ${name} owned by ${owner}: ${messageOf(err)}`,
+          statusOf(err),
+          { cause: err },
+        );
+      }
+    }
+    // The last tagged version: GHCR wants the package deleted instead. Only if nothing else
+    // tagged has appeared since (an upload racing with us keeps the package).
+    const others = (await this.versions(owner, name)).filter((v) => v.name !== digest && isTagged(v));
+    try {
+      if (others.length === 0) await this.api.request(`DELETE ${path}`, { owner, name });
+      else await this.api.request(`DELETE ${path}/versions/{id}`, { owner, name, id: version.id });
+    } catch (err) {
+      throw new GitHubPackagesError(
+        `GitHub refused to delete ${others.length === 0 ? `package ${name}` : `version ${version.id} (${digest}) of package ${name}`} owned by ${owner}: ${messageOf(err)}`,
+        statusOf(err),
+        { cause: err },
+      );
+    }
   };
 }
 
