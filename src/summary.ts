@@ -22,12 +22,12 @@ export async function writeSummary(result: CommandResult): Promise<void> {
     { data: 'reference', header: true },
   ];
   const rows = result.artifacts.map((a) => [
-    `<code>${a.file}</code>`,
-    a.subdir,
+    `<code>${escapeHtml(a.file)}</code>`,
+    escapeHtml(a.subdir),
     a.size === undefined ? '' : formatBytes(a.size),
     a.sha256 ? `<code>${a.sha256.slice(0, 12)}…</code>` : '',
     `${STATUS_ICON[a.status] ?? '✅'} ${a.status}`,
-    a.reference ? `<code>${a.reference}</code>` : '',
+    a.reference ? `<code>${escapeHtml(a.reference)}</code>` : '',
   ]);
   const counts = Object.entries(result.summary)
     .filter(([k]) => k !== 'total' && k !== 'bytesSent')
@@ -37,7 +37,7 @@ export async function writeSummary(result: CommandResult): Promise<void> {
     .addHeading(`conda-oci ${result.command}`, 3)
     .addRaw(
       `${Object.entries(result.channels)
-        .map(([role, url]) => `${role}: <code>${url}</code>`)
+        .map(([role, url]) => `${role}: <code>${escapeHtml(url)}</code>`)
         .join(' · ')}<br>${result.summary.total} artifact(s): ${counts}`,
       true,
     )
@@ -45,12 +45,15 @@ export async function writeSummary(result: CommandResult): Promise<void> {
   for (const a of result.artifacts.filter((x) => x.checks?.length)) {
     const failed = a.checks!.filter((c) => !c.ok);
     summary.addDetails(
-      `${failed.length ? '❌' : '✅'} checks of ${a.subdir}/${a.file}`,
+      `${failed.length ? '❌' : '✅'} checks of ${escapeHtml(`${a.subdir}/${a.file}`)}`,
       `<ul>${a.checks!.map((c) => `<li>${c.ok ? '✅' : '❌'} <b>${c.name}</b>: ${escapeHtml(c.detail)}</li>`).join('')}</ul>`,
     );
   }
   for (const a of result.artifacts.filter((x) => x.status === 'failed' && !x.checks?.length)) {
-    summary.addRaw(`❌ <code>${a.subdir}/${a.file}</code>: ${escapeHtml(a.error ?? 'failed')}`, true);
+    summary.addRaw(
+      `❌ <code>${escapeHtml(`${a.subdir}/${a.file}`)}</code>: ${escapeHtml(a.error ?? 'failed')}`,
+      true,
+    );
   }
   await summary.write();
 }

@@ -55,27 +55,23 @@ export function parseArtifactDocument(value: unknown, where: string): RequestedA
     return parseArtifactDocument(parsed, where);
   }
   if (Array.isArray(value)) {
-    return value.map((entry, i) => {
+    // A list of results (the action's `artifacts` output): failed uploads carry no sha256 and
+    // are not requests, as in a whole result document.
+    return value.flatMap((entry, i) => {
       if (entry === null || typeof entry !== 'object')
         throw new InvalidReferenceError(`${where}: entry ${i} is not an object`);
       const e = entry as Record<string, unknown>;
+      if (e.status === 'failed' || e.status === 'skipped') return [];
       if (typeof e.subdir !== 'string' || typeof e.file !== 'string')
         throw new InvalidReferenceError(`${where}: entry ${i} lacks subdir and file`);
-      return requested(`${e.subdir}/${e.file}`, e.sha256, where);
+      return [requested(`${e.subdir}/${e.file}`, e.sha256, where)];
     });
   }
   if (value === null || typeof value !== 'object')
     throw new InvalidReferenceError(`${where} is neither a list of artifacts nor an outputs map`);
   const obj = value as Record<string, unknown>;
   if (Array.isArray(obj.artifacts)) {
-    // A result document: failed uploads carry no sha256 and are not requests.
-    return parseArtifactDocument(
-      obj.artifacts.filter(
-        (a) =>
-          (a as { status?: string })?.status !== 'failed' && (a as { status?: string })?.status !== 'skipped',
-      ),
-      where,
-    );
+    return parseArtifactDocument(obj.artifacts, where);
   }
   if (obj.outputs !== undefined) return parseArtifactDocument(obj.outputs, where);
   if (obj.client_payload !== undefined) return parseArtifactDocument(obj.client_payload, where);

@@ -44,7 +44,6 @@ function statusOf(err: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
-/** GitHub's own message (Octokit appends ` - <documentation_url>`; keep it, it explains the rule). */
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -151,7 +150,7 @@ export class GhcrPackages {
         throw new NotFoundError(`version ${digest} of ${name} is gone`, { cause: err });
       if (!(statusOf(err) === 400 && LAST_TAGGED_VERSION.test(messageOf(err)))) {
         throw new GitHubPackagesError(
-          `GitHub refused to delete version ${version.id} (${digest}) of package ${name} owned by ${owner}: ${messageOf(err)}`,
+          `GitHub refused to delete version ${version.id} (${digest}) of package ${name} owned by ${owner}`,
           statusOf(err),
           { cause: err },
         );
@@ -165,7 +164,7 @@ export class GhcrPackages {
       else await this.api.request(`DELETE ${path}/versions/{id}`, { owner, name, id: version.id });
     } catch (err) {
       throw new GitHubPackagesError(
-        `GitHub refused to delete ${others.length === 0 ? `package ${name}` : `version ${version.id} (${digest}) of package ${name}`} owned by ${owner}: ${messageOf(err)}`,
+        `GitHub refused to delete ${others.length === 0 ? `package ${name}` : `version ${version.id} (${digest}) of package ${name}`} owned by ${owner}`,
         statusOf(err),
         { cause: err },
       );
