@@ -130,6 +130,35 @@ const COMMANDS: Record<string, CommandSpec> = {
       ...common(v),
     }),
   },
+  repodata: {
+    usage:
+      'repodata --channel <channel> [--subdir S]... [--patch-instructions FILE] [--cache-dir DIR] [--verify]\n' +
+      '         [--result FILE] [--json]',
+    summary: 'regenerate repodata.json, current_repodata.json, run_exports.json and channeldata.json',
+    flags: {
+      channel: { type: 'string' },
+      subdir: { type: 'string', multiple: true },
+      'patch-instructions': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      verify: { type: 'boolean' },
+    },
+    build: (v) => {
+      const subdirs = ((v.subdir as string[] | undefined) ?? [])
+        .flatMap((s) => s.split(/[\s,]+/))
+        .filter(Boolean);
+      return {
+        command: 'repodata',
+        channel: required(v, 'channel'),
+        ...(subdirs.length ? { subdirs } : {}),
+        ...(typeof v['patch-instructions'] === 'string'
+          ? { patchInstructions: v['patch-instructions'] }
+          : {}),
+        ...(typeof v['cache-dir'] === 'string' ? { cacheDir: v['cache-dir'] } : {}),
+        ...(v.verify ? { verify: true } : {}),
+        ...common(v),
+      };
+    },
+  },
 };
 
 function required(values: Record<string, unknown>, flag: string): string {

@@ -1,6 +1,7 @@
 /** Runs one command: opens the stores its channels name, runs it, closes them. */
 import { clean } from './commands/clean.js';
 import { promote } from './commands/promote.js';
+import { repodata } from './commands/repodata.js';
 import type { CommandResult, Reporter } from './commands/report.js';
 import { upload } from './commands/upload.js';
 import { validate } from './commands/validate.js';
@@ -101,6 +102,20 @@ export async function execute(options: CommandOptions, env: Environment): Promis
         return await clean(
           { channel: c, olderThanMs: options.olderThanMs, dryRun: options.dryRun === true },
           { ...base, store: open(c) },
+        );
+      }
+      case 'repodata': {
+        const c = channel(options.channel);
+        return await repodata(
+          {
+            channel: c,
+            ...(options.subdirs?.length ? { subdirs: options.subdirs } : {}),
+            ...(options.patchInstructions ? { patchInstructions: options.patchInstructions } : {}),
+            ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+            ...(options.verify ? { verify: true } : {}),
+            ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+          },
+          { reporter: env.reporter, store: open(c), ...(env.now ? { now: env.now } : {}) },
         );
       }
     }

@@ -21,6 +21,8 @@ export interface ActionInputs {
   feedstockRepository?: string;
   /** This workflow run's URL. */
   runUrl?: string;
+  /** repodata: restore and save the record cache with @actions/cache. */
+  cache?: boolean;
 }
 
 function input(name: string): string | undefined {
@@ -182,8 +184,26 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ...common,
       } as CommandOptions;
       break;
+    case 'repodata': {
+      const subdirs = (input('subdirs') ?? '').split(/[\s,]+/).filter(Boolean);
+      const cache = flag('cache');
+      const cacheDir =
+        input('cache-dir') ?? (cache ? `${env.RUNNER_TEMP ?? '/tmp'}/conda-oci-repodata-cache` : undefined);
+      options = {
+        command,
+        channel: need('channel'),
+        ...(subdirs.length ? { subdirs } : {}),
+        ...(input('patch-instructions') ? { patchInstructions: input('patch-instructions') } : {}),
+        ...(cacheDir ? { cacheDir } : {}),
+        ...(flag('verify') ? { verify: true } : {}),
+        ...common,
+      } as CommandOptions;
+      break;
+    }
     default:
-      throw new UsageError(`input command must be upload, validate, promote or clean, not "${command}"`);
+      throw new UsageError(
+        `input command must be upload, validate, promote, clean or repodata, not "${command}"`,
+      );
   }
   const feedstockRepository =
     input('feedstock-repository') ??
@@ -195,5 +215,6 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
     reportIssue: flag('report-issue'),
     ...(feedstockRepository ? { feedstockRepository } : {}),
     ...(runUrl ? { runUrl } : {}),
+    ...(command === 'repodata' && flag('cache') ? { cache: true } : {}),
   };
 }

@@ -9,6 +9,7 @@ import { execute, type Environment } from './execute.js';
 import { githubApi, type GitHubApi } from './github/api.js';
 import { requestValidation, validationRequest } from './github/dispatch.js';
 import { reportFailures } from './github/issues.js';
+import { restoreRepodataCache, saveRepodataCache, type CacheService } from './github/cache.js';
 import { ghcrExtras } from './github/packages.js';
 import type { ActionInputs } from './inputs.js';
 import { describeError } from './oci/errors.js';
@@ -21,6 +22,8 @@ export interface RunDependencies {
   /** GitHub's REST API; defaults to an Octokit for the github-token input. */
   api?: GitHubApi;
   environment?: Partial<Environment>;
+  /** @actions/cache, for repodata's record cache. */
+  cache?: CacheService;
 }
 
 const GHCR_HOSTS = new Set(['ghcr.io']);
@@ -65,7 +68,21 @@ export async function run(
       },
     };
     const { options } = inputs;
-    const result = await core.group(`conda-oci ${options.command}`, () => execute(options, environment));
+    const recordCache =
+      options.command === 'repodata' && inputs.cache && options.cacheDir
+        ? {
+            dir: options.cacheDir,
+            key: { channel: `${options.channel} ${options.label ?? ''}`, subdirs: options.subdirs },
+          }
+        : undefined;
+    if (recordCache) await restoreRepodataCache(recordCache.dir, recordCache.key, deps.cache);
+    let result: CommandResult;
+    try {
+      result = await core.group(`conda-oci ${options.command}`, () => execute(options, environment));
+    } finally {
+      // what was read is worth keeping even when the run failed later
+      if (recordCache) await saveRepodataCache(recordCache.dir, recordCache.key, deps.cache);
+    }
     setOutputs(result);
     await writeSummary(result);
 

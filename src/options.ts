@@ -60,5 +60,20 @@ export interface CleanCommand extends CommonOptions {
   dryRun?: boolean;
 }
 
-export type CommandOptions = UploadCommand | ValidateCommand | PromoteCommand | CleanCommand;
+export interface RepodataCommand extends CommonOptions {
+  command: 'repodata';
+  channel: string;
+  label?: string;
+  /** Subdirs to index; none: every subdir of the channel, plus noarch. */
+  subdirs?: string[];
+  /** conda-forge patch instructions: a JSON file, or a directory of `<subdir>/patch_instructions.json`. */
+  patchInstructions?: string;
+  /** Keep the record cache here between runs. */
+  cacheDir?: string;
+  /** Re-resolve every cached tag and read again what changed. */
+  verify?: boolean;
+}
+
+export type CommandOptions =
+  UploadCommand | ValidateCommand | PromoteCommand | CleanCommand | RepodataCommand;
 export type CommandName = CommandOptions['command'];

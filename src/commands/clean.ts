@@ -4,15 +4,16 @@
  * clock); an artifact without one falls back to the package's own build time.
  */
 import { readPackageManifest } from '../conda/artifact.js';
-import { classifyComponent, isPackageTag } from '../conda/naming.js';
+import { isPackageTag } from '../conda/naming.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT } from '../conda/records.js';
 import type { Digest } from '../oci/digest.js';
 import { describeError, InvalidReferenceError } from '../oci/errors.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers } from '../oci/referrers.js';
-import { channelPrefix, channelUrl, formatReference, isSubdir, type Channel } from '../oci/reference.js';
+import { channelUrl, formatReference, type Channel } from '../oci/reference.js';
 import type { Repository, Store } from '../oci/storage.js';
 import { mapLimit } from '../oci/copy.js';
+import { packageRepositories } from './channel-scan.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { deleteStaged } from './validate.js';
 
@@ -39,22 +40,6 @@ export function parseDuration(text: string): number {
     throw new InvalidReferenceError(`"${text}" is not a duration like 2h, 90m or 1d`);
   }
   return parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0);
-}
-
-/** Package repositories directly under the channel (not under its labels): `<prefix>/<subdir>/<c…|h…>`. */
-export async function packageRepositories(
-  store: Store,
-  channel: Channel,
-): Promise<{ name: string; subdir: string }[]> {
-  const prefix = channelPrefix(channel);
-  const found: { name: string; subdir: string }[] = [];
-  for await (const name of store.listRepositories(prefix)) {
-    const rest = (prefix ? name.slice(prefix.length + 1) : name).split('/');
-    if (rest.length !== 2 || !isSubdir(rest[0]!)) continue;
-    const kind = classifyComponent(rest[1]!);
-    if (kind === 'package' || kind === 'hashed-package') found.push({ name, subdir: rest[0]! });
-  }
-  return found;
 }
 
 export async function clean(options: CleanOptions, context: CleanContext): Promise<CommandResult> {
