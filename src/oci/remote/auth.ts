@@ -62,17 +62,46 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
 }
 
 function hostname(host: string): string {
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1).toLowerCase();
   return host.replace(/:\d+$/, '').toLowerCase();
 }
 
-/** True when a token realm may receive the registry's credentials. */
+function isIpLiteral(host: string): boolean {
+  return host.startsWith('[') || host.includes(':') || /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * True when a token realm may receive the registry's credentials: HTTPS (or loopback), and the
+ * registry's own host, a subdomain of it, or a sibling under the same parent domain
+ * (registry-1.docker.io -> auth.docker.io). IP addresses must match exactly.
+ */
 export function realmMayReceiveCredentials(realm: URL, registryHost: string): boolean {
-  if (realm.protocol !== 'https:' && !isLoopbackHost(realm.host)) return false;
+  if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && isLoopbackHost(realm.host)))
+    return false;
   const registry = hostname(registryHost);
   const target = realm.hostname.toLowerCase();
   if (target === registry) return true;
+  if (isIpLiteral(target) || isIpLiteral(registry)) return false;
+  if (registry.includes('.') && target.endsWith(`.${registry}`)) return true;
   const parent = (h: string) => h.split('.').slice(1).join('.');
   return parent(target).includes('.') && parent(target) === parent(registry);
+}
+
+/**
+ * Scopes with the same resource merged and their actions sorted, so that the challenge's
+ * `repository:x:push,pull` and our `repository:x:pull,push` are one scope.
+ */
+export function normalizeScopes(scopes: readonly Scope[]): Scope[] {
+  const merged = new Map<string, Set<string>>();
+  for (const scope of scopes.flatMap((s) => s.split(/\s+/)).filter((s) => s !== '')) {
+    const last = scope.lastIndexOf(':');
+    const resource = last > 0 ? scope.slice(0, last) : scope;
+    const actions = last > 0 ? scope.slice(last + 1).split(',') : [];
+    const set = merged.get(resource) ?? new Set<string>();
+    for (const action of actions) if (action !== '') set.add(action);
+    merged.set(resource, set);
+  }
+  return [...merged].map(([resource, actions]) => `${resource}:${[...actions].sort().join(',')}`).sort();
 }
 
 interface CachedToken {
@@ -118,8 +147,20 @@ export class Authenticator {
     this.challenge = challenge;
     if (challenge.scheme === 'basic') return this.credentials !== undefined && sentHeader === undefined;
     this.tokens.delete(scopeKey(scopes));
-    if (challenge.scope && !scopes.includes(challenge.scope)) scopes.push(challenge.scope);
+    if (challenge.scope) scopes.splice(0, scopes.length, ...normalizeScopes([...scopes, challenge.scope]));
     return true;
+  }
+
+  /** What a refused request carried, for the error message (never the secret itself). */
+  describeRefusal(sentHeader: string | undefined, scopes: Scope[]): string {
+    if (sentHeader?.startsWith('Basic ')) return 'the registry refused the credentials';
+    if (sentHeader?.startsWith('Bearer ')) {
+      const what = normalizeScopes(scopes).join(' ');
+      return this.credentials
+        ? `the token issued for these credentials does not grant ${what}`
+        : `anonymous access does not grant ${what}; give credentials`;
+    }
+    return this.credentials ? 'the registry refused the request' : 'the registry wants credentials';
   }
 
   /** Drops every cached token, e.g. after credentials were refused. */
@@ -149,7 +190,7 @@ export class Authenticator {
   private async fetchToken(challenge: BearerChallenge, scopes: Scope[]): Promise<CachedToken> {
     const url = new URL(challenge.realm);
     if (challenge.service) url.searchParams.set('service', challenge.service);
-    for (const scope of [...new Set(scopes)].sort()) url.searchParams.append('scope', scope);
+    for (const scope of normalizeScopes(scopes)) url.searchParams.append('scope', scope);
     const headers: Record<string, string> = { accept: 'application/json' };
     const basic = this.basic();
     if (basic && realmMayReceiveCredentials(url, this.registryHost)) headers.authorization = basic;
@@ -198,5 +239,5 @@ export class Authenticator {
 }
 
 function scopeKey(scopes: Scope[]): string {
-  return [...new Set(scopes)].sort().join(' ');
+  return normalizeScopes(scopes).join(' ');
 }

@@ -2,7 +2,7 @@
  * A client of the OCI distribution API: https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  * Each protocol step checks its status explicitly; every read is verified against its digest.
  */
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { digestOf, VerifyingStream, type Digest } from '../digest.js';
 import {
   DigestMismatchError,
@@ -237,9 +237,8 @@ export class RegistryClient {
       descriptor,
       `blob ${descriptor.digest} of ${this.host}/${repository}`,
     );
-    const source = Readable.from(chunks(), { objectMode: false });
-    source.on('error', (err) => verified.destroy(err));
-    return source.pipe(verified);
+    // pipeline, not pipe: a reader that stops early (destroys the stream) ends the download too.
+    return pipeline(Readable.from(chunks(), { objectMode: false }), verified, () => {});
   }
 
   /**
@@ -274,6 +273,9 @@ export class RegistryClient {
     const sent = { bytes: 0 };
     for (let attempt = 1; ; attempt++) {
       try {
+        // The closing PUT may have succeeded with its answer lost: then the blob is there.
+        if (attempt > 1 && (await this.statBlob(repository, descriptor.digest)))
+          return { action: 'uploaded', bytesSent: sent.bytes };
         if (upload?.broken) upload = await this.uploadStatus(repository, upload.location, descriptor.size);
         if (!upload) {
           const started = await this.startUpload(repository, descriptor.digest, mountFrom);

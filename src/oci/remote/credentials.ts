@@ -40,7 +40,7 @@ export function resolveCredentials(
 function dockerConfigPath(env: NodeJS.ProcessEnv): string {
   return env.DOCKER_CONFIG
     ? join(env.DOCKER_CONFIG, 'config.json')
-    : join(homedir(), '.docker', 'config.json');
+    : join(env.HOME || homedir(), '.docker', 'config.json');
 }
 
 /** The `auths` entry for a host (keys may be `host`, `https://host` or `https://host/v1/`). */
