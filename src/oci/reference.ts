@@ -163,8 +163,19 @@ export function channelPrefix(channel: Channel): string {
 /** The repository of a component below the channel, e.g. `linux-64/cnumpy`. */
 export function channelRepository(channel: Channel, relative: string): string {
   const prefix = channelPrefix(channel);
-  return prefix ? `${prefix}/${relative}` : relative;
+  const name = prefix ? `${prefix}/${relative}` : relative;
+  // The distribution spec warns that many clients cap `host/name` at 255 characters, and
+  // distribution itself answers longer names with a 500.
+  const full = channel.kind === 'registry' ? `${channel.host}/${name}` : name;
+  if (full.length > MAX_REFERENCE_NAME) {
+    throw new InvalidReferenceError(
+      `${full} is ${full.length} characters long; registries accept at most ${MAX_REFERENCE_NAME}: use a shorter channel path`,
+    );
+  }
+  return name;
 }
+
+const MAX_REFERENCE_NAME = 255;
 
 export function channelUrl(channel: Channel): string {
   if (channel.kind === 'layout')
