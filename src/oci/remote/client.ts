@@ -627,7 +627,12 @@ export class RegistryClient {
       yield* this.paginate(first, [CATALOG_SCOPE], 'repositories', 'catalog');
     } catch (err) {
       if (err instanceof RegistryError && [401, 403, 404, 405].includes(err.status)) {
-        throw new UnsupportedError(`${this.host} offers no /v2/_catalog`, { cause: err });
+        // GHCR has no catalog at all; elsewhere it may need `registry:catalog:*` access.
+        const why =
+          err.status === 404 || err.status === 405
+            ? 'offers no /v2/_catalog'
+            : `refused /v2/_catalog (${err.status}; listing repositories needs registry:catalog:* access)`;
+        throw new UnsupportedError(`${this.host} ${why}`, { cause: err });
       }
       throw err;
     }
