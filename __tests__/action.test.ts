@@ -11,6 +11,8 @@ import { packageReference } from '../src/conda/naming.js';
 import type { CommandResult } from '../src/commands/report.js';
 import { readInputs, type ActionInputs } from '../src/inputs.js';
 import { run } from '../src/main.js';
+import { githubApi } from '../src/github/api.js';
+import { requestValidation } from '../src/github/dispatch.js';
 import { RemoteStore } from '../src/oci/remote/store.js';
 import { expectedOf, fixturePath } from './helpers/fixtures.js';
 import { startGitHubStandIn, type GitHubStandIn } from './helpers/github-api.js';
@@ -298,6 +300,7 @@ describe('readInputs()', () => {
     const validate = await readInputsWith(
       {
         command: 'validate',
+        from: 'oci://ghcr.io/cf-staging/conda-forge',
         production: 'oci://ghcr.io/conda-forge/conda-forge',
         'record-key': RECORD_KEY,
         'report-issue': 'true',
@@ -307,7 +310,7 @@ describe('readInputs()', () => {
     expect(validate).toMatchObject({
       options: {
         command: 'validate',
-        from: payload.staging,
+        from: 'oci://ghcr.io/cf-staging/conda-forge',
         label: 'rc',
         production: 'oci://ghcr.io/conda-forge/conda-forge',
         feedstock: 'demo-pkg',
@@ -341,6 +344,20 @@ describe('readInputs()', () => {
       deleteStaged: true,
       artifacts: validate.options.command === 'validate' ? validate.options.artifacts : [],
     });
+  });
+
+  test('the dispatch payload cannot choose the staging registry (the credentials go there)', async () => {
+    const event = {
+      client_payload: {
+        outputs: { [`linux-64/${CONDA}`]: expectedOf(CONDA).sha256 },
+        staging: 'oci://registry.example.invalid/collect/credentials',
+      },
+    };
+    for (const command of ['validate', 'promote']) {
+      const err = await inputError({ command, to: 'oci://ghcr.io/conda-forge/conda-forge' }, event);
+      expect(err.name).toBe('UsageError');
+      expect(err.message).toContain('input from');
+    }
   });
 
   const STAGING = 'oci://ghcr.io/cf-staging/conda-forge';
@@ -430,6 +447,7 @@ describe('run(inputs): the action end to end', () => {
     const validateInputs = await readInputsWith(
       {
         command: 'validate',
+        from: staging(),
         production: production(),
         username: WEBSERVICES.username,
         password: WEBSERVICES.password,
@@ -451,6 +469,7 @@ describe('run(inputs): the action end to end', () => {
     const promoteInputs = await readInputsWith(
       {
         command: 'promote',
+        from: staging(),
         to: production(),
         username: WEBSERVICES.username,
         password: WEBSERVICES.password,
@@ -546,6 +565,32 @@ describe('run(inputs): the action end to end', () => {
     expect(Object.keys(github.dispatches.at(-1)!.client_payload.outputs as object)).toEqual([
       `linux-64/${CONDA}`,
     ]);
+  });
+
+  test("a large outputs map is sent in several dispatches, each within GitHub's limits", async () => {
+    const outputs: Record<string, string> = {};
+    for (let i = 0; i < 1500; i++)
+      outputs[`linux-64/package-number-${i}-1.0.0-h0123456_0.conda`] = i.toString(16).padStart(64, '0');
+    const before = github.dispatches.length;
+    const sent = await requestValidation(githubApi(TOKEN, github.url), WEBSERVICES_REPO, {
+      outputs,
+      staging: staging(),
+      feedstock: 'many',
+      repository: FEEDSTOCK_REPO,
+    });
+    const received = github.dispatches.slice(before);
+    expect(sent).toBeGreaterThan(1);
+    expect(received).toHaveLength(sent);
+    const merged: Record<string, unknown> = {};
+    for (const d of received) {
+      expect(d.client_payload).toMatchObject({
+        staging: staging(),
+        feedstock: 'many',
+        repository: FEEDSTOCK_REPO,
+      });
+      Object.assign(merged, d.client_payload.outputs);
+    }
+    expect(merged).toEqual(outputs);
   });
 
   test('nothing staged: no dispatch is sent, and the step fails', async () => {

@@ -65,6 +65,11 @@ function positiveInteger(name: string): number | undefined {
   return Number(value);
 }
 
+/**
+ * A required input. Channels (`from`, `to`, `production`) are never taken from an event payload:
+ * the credentials of the step go to the registry a channel names, so whoever sends the dispatch
+ * must not choose it.
+ */
 function need(name: string, value = input(name)): string {
   if (!value) throw new UsageError(`input ${name} is required for command ${input('command')}`);
   return value;
@@ -136,10 +141,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         throw new UsageError('input owners needs feedstock (or a payload with "feedstock")');
       options = {
         command,
-        from: need(
-          'from',
-          input('from') ?? (typeof payload.staging === 'string' ? payload.staging : undefined),
-        ),
+        from: need('from'),
         artifacts: artifactsInput(),
         ...(ownersPath
           ? {
@@ -164,10 +166,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
     case 'promote':
       options = {
         command,
-        from: need(
-          'from',
-          input('from') ?? (typeof payload.staging === 'string' ? payload.staging : undefined),
-        ),
+        from: need('from'),
         to: need('to'),
         artifacts: artifactsInput(),
         deleteStaged: flag('delete-staged'),
