@@ -25,6 +25,7 @@ import {
   METADATA_KINDS,
   metadataJsonLayer,
   type CompressionLevels,
+  type CompressionMemo,
   type MetadataKind,
 } from '../conda/metadata-artifact.js';
 import { isPackageTag, LATEST_TAG, packageReference } from '../conda/naming.js';
@@ -334,14 +335,17 @@ async function currentJsonLayer(
   }
 }
 
-async function publish(
-  store: Store,
-  channel: Channel,
-  publication: Publication,
-  tag: string,
-  levels: CompressionLevels,
-  reporter: Reporter,
-): Promise<ArtifactResult> {
+interface PublishContext {
+  store: Store;
+  channel: Channel;
+  tag: string;
+  levels: CompressionLevels;
+  memo: CompressionMemo;
+  reporter: Reporter;
+}
+
+async function publish(publication: Publication, context: PublishContext): Promise<ArtifactResult> {
+  const { store, channel, tag, levels, memo, reporter } = context;
   const { kind, subdir, json } = publication;
   const repositoryName = channelRepository(channel, subdir ? `${subdir}/${kind.component}` : kind.component);
   const repository = store.repository(repositoryName);
@@ -362,7 +366,7 @@ async function publish(
     reporter.info(`${where}: unchanged (${formatBytes(json.length)}), nothing pushed`);
     return { ...result, digest: current.manifestDigest, status: 'exists' };
   }
-  const artifact = await buildMetadataArtifact(kind, json, levels);
+  const artifact = await buildMetadataArtifact(kind, json, levels, memo);
   const outcome = await pushArtifact(repository, artifact, { tag });
   await repository.pushManifest(artifact.manifest, LATEST_TAG);
   reporter.info(
@@ -390,7 +394,7 @@ async function indexSubdir(
   options: RepodataOptions,
   context: RepodataContext,
   instructionsFor: InstructionsFor | undefined,
-  tag: string,
+  publishing: PublishContext,
 ): Promise<SubdirOutcome> {
   const { store, reporter } = context;
   const channel = options.channel;
@@ -501,8 +505,7 @@ async function indexSubdir(
       (instructions ? `, ${patched.removed.length} removed by patch instructions` : ''),
   );
   const results: ArtifactResult[] = [];
-  for (const publication of publications)
-    results.push(await publish(store, channel, publication, tag, options.compression ?? {}, reporter));
+  for (const publication of publications) results.push(await publish(publication, publishing));
 
   const extras = new Map(kept.map((a) => [a.fileName, a]));
   const channeldata = updateChanneldata(
@@ -585,7 +588,14 @@ export async function repodata(options: RepodataOptions, context: RepodataContex
     ? await loadPatchInstructions(options.patchInstructions)
     : undefined;
   const before = httpCounters(store);
-  const tag = timestampTag(context.now?.() ?? new Date());
+  const publishing: PublishContext = {
+    store,
+    channel,
+    tag: timestampTag(context.now?.() ?? new Date()),
+    levels: options.compression ?? {},
+    memo: new Map(),
+    reporter,
+  };
 
   const repositories = await packageRepositories(store, channel);
   const bySubdir = new Map<string, PackageRepository[]>();
@@ -611,7 +621,7 @@ export async function repodata(options: RepodataOptions, context: RepodataContex
         options,
         context,
         instructionsFor,
-        tag,
+        publishing,
       );
       results.push(...outcome.results);
       for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += outcome.counts[key];
@@ -637,14 +647,7 @@ export async function repodata(options: RepodataOptions, context: RepodataContex
         : withoutSubdirs(await readCurrentChanneldata(store, channel, reporter), indexed);
       const channeldata = mergeChanneldata(base, ours);
       results.push(
-        await publish(
-          store,
-          channel,
-          { kind: METADATA_KINDS.channeldata, json: encodeChanneldata(channeldata) },
-          tag,
-          options.compression ?? {},
-          reporter,
-        ),
+        await publish({ kind: METADATA_KINDS.channeldata, json: encodeChanneldata(channeldata) }, publishing),
       );
     } catch (err) {
       const error = describeError(err);

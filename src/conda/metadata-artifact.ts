@@ -5,6 +5,7 @@
  * `repodata.json`, `repodata.json.zst` and `repodata.json.gz`.
  */
 import { gzipCompress, zstdCompress } from '../compress.js';
+import { digestOf } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
 import {
   canonicalJson,
@@ -66,14 +67,29 @@ export interface CompressionLevels {
   gzip?: number;
 }
 
+/**
+ * Compressed copies by the JSON's digest, for one run: repodata.json and
+ * repodata_from_packages.json are the same bytes when there are no patches.
+ */
+export type CompressionMemo = Map<string, Promise<{ zst: Uint8Array; gz: Uint8Array }>>;
+
 /** Builds the artifact of one document: blobs (config, JSON, zstd, gzip) and the manifest. */
 export async function buildMetadataArtifact(
   kind: MetadataKind,
   json: Uint8Array,
   levels: CompressionLevels = {},
+  memo: CompressionMemo = new Map(),
 ): Promise<PackageArtifact> {
-  const zst = await zstdCompress(json, levels.zstd);
-  const gz = gzipCompress(json, levels.gzip);
+  const key = digestOf(json);
+  let compressed = memo.get(key);
+  if (!compressed) {
+    compressed = (async () => ({
+      zst: await zstdCompress(json, levels.zstd),
+      gz: gzipCompress(json, levels.gzip),
+    }))();
+    memo.set(key, compressed);
+  }
+  const { zst, gz } = await compressed;
   const layers: [Descriptor, Uint8Array][] = [
     [descriptorOf(kind.mediaType, json, { [ANNOTATION_TITLE]: kind.fileName }), json],
     [
