@@ -31,6 +31,7 @@ import {
   updateChanneldata,
   withoutSubdirs,
   type ChanneldataInput,
+  type Json,
   type JsonObject,
   type RepodataEntry,
 } from '../src/conda/repodata.js';
@@ -493,14 +494,14 @@ describe('current_repodata selection (conda-index)', () => {
 describe('channeldata', () => {
   const input = (
     record: JsonObject,
-    details: Partial<ReturnType<ChanneldataInput['details']>> = {},
+    details: { runExports?: Json; about?: JsonObject; postInstall?: JsonObject } = {},
     ext = 'conda',
-  ) => ({
+  ): ChanneldataInput => ({
     fileName: fn(record, ext),
-    name: String(record.name),
-    version: String(record.version),
-    timestamp: Number(record.timestamp ?? 0) / 1000,
-    details: () => ({ record, ...details }),
+    record: canonicalStringify(record),
+    ...(details.runExports ? { runExports: canonicalStringify(details.runExports) } : {}),
+    ...(details.about ? { about: canonicalStringify(details.about) } : {}),
+    ...(details.postInstall ? { postInstall: canonicalStringify(details.postInstall) } : {}),
   });
 
   test('newest version wins the descriptive fields; flags and subdirs accumulate; run_exports per version', () => {
@@ -589,6 +590,7 @@ describe('info layer reader', () => {
       file('info/recipe/meta.yaml', 'package: {name: x}'),
     ]);
     const read = await readInfoLayer(Readable.from([Buffer.from(layer)]));
+    expect(await readInfoLayer(layer)).toEqual(read);
     expect(Buffer.from(read.indexJson!).toString()).toBe(index);
     expect(read.runExports).toEqual({ weak: ['x >=1'] });
     expect(read.about).toEqual({ home: 'https://x.example', summary: 'X' });
@@ -608,7 +610,10 @@ describe('info layer reader', () => {
     await expect(
       readInfoLayer(Readable.from([Buffer.from(layer)]), { totalBytes: 1000, memberBytes: 1000 }),
     ).rejects.toThrow(/limit/i);
+    await expect(readInfoLayer(layer, { totalBytes: 1000, memberBytes: 1000 })).rejects.toThrow(/limit/i);
     await expect(readInfoLayer(Readable.from([Buffer.from('not gzip')]))).rejects.toThrow();
+    await expect(readInfoLayer(Buffer.from('not gzip'))).rejects.toThrow();
+    await expect(readInfoLayer(layer.subarray(0, layer.length - 30))).rejects.toThrow();
   });
 });
 

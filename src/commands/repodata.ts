@@ -42,13 +42,11 @@ import {
   packageRecord,
   parseChanneldata,
   PatchInstructionsError,
-  timestampSeconds,
   updateChanneldata,
   withoutSubdirs,
   type Channeldata,
   type JsonObject,
   type PatchInstructions,
-  type PostInstall,
   type RepodataEntry,
 } from '../conda/repodata.js';
 import { mapLimit } from '../oci/copy.js';
@@ -99,6 +97,8 @@ export interface RepodataContext {
 
 const DEFAULT_CONCURRENCY = 16;
 const INDEX_JSON_LIMIT = 1024 * 1024;
+/** Info layers up to this size are read whole (most are a few KiB); larger ones stream. */
+const WHOLE_INFO_LAYER = 1024 * 1024;
 const CHANNELDATA_LIMIT = 1024 * 1024 * 1024;
 
 /** `YYYYMMDDThhmmssZ` (UTC), the tag older metadata copies keep. */
@@ -285,7 +285,11 @@ async function readIndexAndInfo(
   let layer: Awaited<ReturnType<typeof readInfoLayer>> | undefined;
   let problem: string | undefined;
   try {
-    layer = await readInfoLayer(await repository.openBlob(info.infoLayer));
+    layer = await readInfoLayer(
+      info.infoLayer.size <= WHOLE_INFO_LAYER
+        ? await repository.readBlob(info.infoLayer, WHOLE_INFO_LAYER)
+        : await repository.openBlob(info.infoLayer),
+    );
     for (const p of layer.problems) reporter.warn(`${what}: ${p}`);
     if (!layer.indexJson) problem = 'the info layer has no info/index.json';
     else if (digestOf(layer.indexJson) !== info.indexLayer.digest)
@@ -512,21 +516,13 @@ async function indexSubdir(
     emptyChanneldata(),
     subdir,
     patched.entries.map((entry) => {
-      const record = JSON.parse(entry.json) as JsonObject;
+      const extra = extras.get(entry.fileName);
       return {
         fileName: entry.fileName,
-        name: String(record.name),
-        version: String(record.version),
-        timestamp: timestampSeconds(record.timestamp),
-        details: () => {
-          const extra = extras.get(entry.fileName);
-          return {
-            record: JSON.parse(entry.json) as JsonObject,
-            runExports: parseJsonText(extra?.runExports),
-            about: parseJsonText<JsonObject>(extra?.about),
-            postInstall: parseJsonText<PostInstall>(extra?.postInstall),
-          };
-        },
+        record: entry.json,
+        runExports: extra?.runExports,
+        about: extra?.about,
+        postInstall: extra?.postInstall,
       };
     }),
   );

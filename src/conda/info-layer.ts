@@ -4,10 +4,12 @@
  * fields of `info/about.json`, and what `info/paths.json` says about prefixes and link scripts.
  * Everything else is read past. Sizes are bounded, so a hostile layer costs time, not memory.
  *
- * Decompression is fflate's synchronous gunzip feeding the synchronous tar reader: a nightly run
- * reads tens of thousands of small layers, and a zlib stream per layer (a thread-pool round trip
- * per chunk, a 32 KiB window to set up) costs more than the bytes themselves.
+ * A nightly run reads tens of thousands of small layers, and a zlib stream per layer (a
+ * thread-pool round trip per chunk) costs more than the bytes: a small layer is read whole and
+ * inflated with one synchronous call, a large one streams through fflate's synchronous gunzip;
+ * both feed the synchronous tar reader.
  */
+import { gunzipSync } from 'node:zlib';
 import { Gunzip } from 'fflate';
 import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError } from './archive-error.js';
@@ -57,9 +59,12 @@ function parseObject(bytes: Uint8Array, what: string, problems: string[]): JsonO
   return undefined;
 }
 
-/** Reads the info layer from its (gzipped) bytes as they arrive; the source is read to its end. */
+/**
+ * Reads the info layer from its (gzipped) bytes: whole (small layers, the usual case: one
+ * synchronous zlib call bounded by the limit) or as they arrive (the source is read to its end).
+ */
 export async function readInfoLayer(
-  source: AsyncIterable<Uint8Array>,
+  source: Uint8Array | AsyncIterable<Uint8Array>,
   limits: InfoLayerLimits = DEFAULT_INFO_LAYER_LIMITS,
 ): Promise<InfoLayerContents> {
   const members = new Map<string, Uint8Array>();
@@ -87,14 +92,26 @@ export async function readInfoLayer(
     },
     'the info layer',
   );
-  let total = 0;
-  const gunzip = new Gunzip((chunk) => {
-    total += chunk.length;
-    if (total > limits.totalBytes) throw new SizeLimitError('info layer (uncompressed)', limits.totalBytes);
-    tar.push(chunk);
-  });
-  for await (const chunk of source) gunzip.push(chunk, false);
-  gunzip.push(new Uint8Array(0), true);
+  if (source instanceof Uint8Array) {
+    let tarBytes: Uint8Array;
+    try {
+      tarBytes = gunzipSync(source, { maxOutputLength: limits.totalBytes });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+        throw new SizeLimitError('info layer (uncompressed)', limits.totalBytes);
+      throw err;
+    }
+    tar.push(tarBytes);
+  } else {
+    let total = 0;
+    const gunzip = new Gunzip((chunk) => {
+      total += chunk.length;
+      if (total > limits.totalBytes) throw new SizeLimitError('info layer (uncompressed)', limits.totalBytes);
+      tar.push(chunk);
+    });
+    for await (const chunk of source) gunzip.push(chunk, false);
+    gunzip.push(new Uint8Array(0), true);
+  }
   if (!tar.ended) throw new ArchiveError('the info layer ends before its end-of-archive marker');
 
   const contents: InfoLayerContents = { postInstall: postInstallFromPaths(undefined), problems };

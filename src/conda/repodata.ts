@@ -558,24 +558,24 @@ export interface Channeldata {
   subdirs: string[];
 }
 
-export interface ChanneldataDetails {
-  /** The (patched) repodata record. */
-  record: JsonObject;
-  runExports?: Json | undefined;
-  about?: JsonObject | undefined;
-  postInstall?: PostInstall | undefined;
-}
-
 /**
- * One package of a subdir for channeldata. Only the newest build of each name and version is
- * looked at closely, so the details are read on demand.
+ * One package of a subdir for channeldata: the (patched) record and what the info layer gave,
+ * as JSON texts. Only the newest build of each name and version is parsed whole.
  */
 export interface ChanneldataInput {
   fileName: string;
-  name: string;
-  version: string;
-  timestamp: number;
-  details(): ChanneldataDetails;
+  /** The (patched) repodata record, JSON. */
+  record: string;
+  /** info/run_exports.json, JSON. */
+  runExports?: string | undefined;
+  /** Channeldata fields of info/about.json, JSON. */
+  about?: string | undefined;
+  /** Prefix and link-script flags, JSON. */
+  postInstall?: string | undefined;
+}
+
+function parseText<T>(text: string | undefined): T | undefined {
+  return text === undefined ? undefined : (JSON.parse(text) as T);
 }
 
 function oneLine(value: Json | undefined): Json | undefined {
@@ -639,14 +639,13 @@ export function withoutSubdirs(channeldata: Channeldata, subdirs: readonly strin
 export function updateChanneldata(
   channeldata: Channeldata,
   subdir: string,
-  inputs: Iterable<ChanneldataInput>,
+  inputs: readonly ChanneldataInput[],
 ): Channeldata {
   const packages: Record<string, JsonObject> = { ...channeldata.packages };
-  const all = [...inputs];
   const condaStems = new Set(
-    all.filter((i) => i.fileName.endsWith('.conda')).map((i) => i.fileName.slice(0, -'.conda'.length)),
+    inputs.filter((i) => i.fileName.endsWith('.conda')).map((i) => i.fileName.slice(0, -'.conda'.length)),
   );
-  const usable = all
+  const usable = inputs
     .filter(
       (i) => !(i.fileName.endsWith('.tar.bz2') && condaStems.has(i.fileName.slice(0, -'.tar.bz2'.length))),
     )
@@ -655,20 +654,28 @@ export function updateChanneldata(
       const sb = sectionOf(b.fileName) === 'packages.conda' ? 0 : 1;
       return sa - sb || byCodeUnit(a.fileName, b.fileName);
     });
-  const newestPerVersion = new Map<string, ChanneldataInput>();
+  const newestPerVersion = new Map<string, { input: ChanneldataInput; timestamp: number }>();
   for (const input of usable) {
-    const key = `${input.name}\u0000${input.version}`;
+    const { name, version, timestamp } = JSON.parse(input.record) as JsonObject;
+    if (typeof name !== 'string' || typeof version !== 'string') continue;
+    const key = `${name}\u0000${version}`;
+    const ts = typeof timestamp === 'number' ? timestamp : 0;
     const current = newestPerVersion.get(key);
-    if (!current || current.timestamp < input.timestamp) newestPerVersion.set(key, input);
+    if (!current || current.timestamp < ts) newestPerVersion.set(key, { input, timestamp: ts });
   }
-  for (const input of newestPerVersion.values()) {
-    const details = input.details();
+  for (const { input } of newestPerVersion.values()) {
+    const details = {
+      record: JSON.parse(input.record) as JsonObject,
+      runExports: parseText<Json>(input.runExports),
+      about: parseText<JsonObject>(input.about),
+      postInstall: parseText<PostInstall>(input.postInstall),
+    };
     const data: JsonObject = { ...details.about, ...details.postInstall, ...details.record };
     for (const field of ['description', 'summary'] as const) {
       const flat = oneLine(data[field]);
       if (flat !== undefined) data[field] = flat;
     }
-    const name = input.name;
+    const name = details.record.name as string;
     const existing: JsonObject = { ...(packages[name] ?? {}) };
     const dataVersion = typeof data.version === 'string' ? data.version : '0';
     const existingVersion = typeof existing.version === 'string' ? existing.version : '0';
