@@ -123,7 +123,7 @@ describe.each(targets)('repodata of a $kind channel', ({ kind, channel, prefix, 
   let store: Store;
   let cacheDir: string;
   let first: CommandResult;
-  let firstRequests = 0;
+  let firstRequests = { total: 0, manifests: 0, blobs: 0, heads: 0, tagLists: 0 };
   const run = async (extra: Record<string, unknown> = {}): Promise<CommandResult> => {
     proxy.clearRecords();
     return execute(
@@ -140,7 +140,15 @@ describe.each(targets)('repodata of a $kind channel', ({ kind, channel, prefix, 
       EXPECTED.filter((e) => e.filename !== LATE).map((e) => fixturePath(e.filename)),
     );
     first = await run();
-    firstRequests = proxy.count();
+    const reads = (method: string, path: RegExp) =>
+      proxy.count({ method, where: (r) => PACKAGE_REPOS.test(r.pathname) && path.test(r.pathname) });
+    firstRequests = {
+      total: proxy.count(),
+      manifests: reads('GET', /\/manifests\//),
+      blobs: reads('GET', /\/blobs\//),
+      heads: reads('HEAD', /./),
+      tagLists: reads('GET', /\/tags\/list$/),
+    };
   });
   afterAll(async () => {
     await store.close();
@@ -163,8 +171,15 @@ describe.each(targets)('repodata of a $kind channel', ({ kind, channel, prefix, 
     expect(first.summary.records).toBe(STORED.length - 1);
     expect(first.summary.fetched).toBe(STORED.length - 1);
     if (kind === 'registry') {
-      expect(first.summary.requests).toBe(firstRequests);
+      expect(first.summary.requests).toBe(firstRequests.total);
       expect(first.summary.bytesReceived).toBeGreaterThan(0);
+      // per artifact: the manifest by tag (no HEAD) and the info layer; plus one tag list per name
+      const artifacts = STORED.length - 1;
+      expect(firstRequests.manifests).toBe(artifacts);
+      expect(firstRequests.blobs).toBe(artifacts);
+      expect(firstRequests.heads).toBe(0);
+      expect(firstRequests.tagLists).toBe(artifacts - 1); // demo-pkg has two tags
+      expect((firstRequests.manifests + firstRequests.blobs) / artifacts).toBeLessThanOrEqual(2.2);
     }
   });
 
