@@ -340,7 +340,8 @@ describe('what validation refuses', () => {
       WEBSERVICES,
     );
     // The .tar.bz2 of the same name-version-build has other bytes: staged alone, it must not replace it.
-    const bz2Dir = mkdtempSync(join(work, 'bz2-'));
+    // '_': a random suffix could otherwise make the directory look like a subdir (e.g. bz2-385a2f).
+    const bz2Dir = mkdtempSync(join(work, 'bz2_'));
     copyFileSync(fixturePath(TARBZ2), join(bz2Dir, TARBZ2));
     await run({ command: 'upload', files: [join(bz2Dir, TARBZ2)], to: staging }, FEEDSTOCK);
     const checked = await run(

@@ -106,6 +106,12 @@ export type ProxyAction =
    * credentials, like a registry's pre-signed storage URL).
    */
   | { type: 'redirect'; status?: 301 | 302 | 303 | 307 | 308; location?: string }
+  /**
+   * Send the request to the upstream twice, one after the other (as a retrying middlebox does),
+   * and answer with the first or the second answer (default: the second). The request body is
+   * buffered (up to 64 MiB); so are both answers.
+   */
+  | { type: 'duplicate'; respondWith?: 'first' | 'second' }
   /** Escape hatch: handle the exchange yourself. */
   | { type: 'handle'; handler: (req: IncomingMessage, res: ServerResponse, context: HandleContext) => void };
 
@@ -273,6 +279,11 @@ export const actions = {
   refuseMount: (): ProxyAction => ({ type: 'forward', setQuery: { mount: null, from: null } }),
   /** Forward, then answer with another status / headers / body. */
   rewriteResponse: (response: ResponseRewrite): ProxyAction => ({ type: 'forward', response }),
+  /** The request reaches the upstream twice; the client sees one answer. */
+  duplicate: (respondWith: 'first' | 'second' = 'second'): ProxyAction => ({
+    type: 'duplicate',
+    respondWith,
+  }),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -536,6 +547,8 @@ export async function startProxy(upstream: string): Promise<TestProxy> {
         }
         return respond(req, res, record, action.status ?? 307, { location }, undefined);
       }
+      case 'duplicate':
+        return duplicate(req, res, request, record, action.respondWith ?? 'second');
       case 'handle':
         return action.handler(req, res, {
           request,
@@ -705,6 +718,74 @@ export async function startProxy(upstream: string): Promise<TestProxy> {
       upstreamRes.on('error', () => fail('upstream response stream failed'));
       responseTap.on('error', () => fail('response tap failed'));
       upstreamRes.pipe(responseTap).pipe(res);
+    });
+  };
+
+  /** One buffered exchange with the upstream. */
+  const exchangeOnce = (
+    request: ProxyRequest,
+    headers: OutgoingHttpHeaders,
+    body: Buffer,
+  ): Promise<{ status: number; headers: OutgoingHttpHeaders; body: Buffer }> =>
+    new Promise((resolve, reject) => {
+      const upstreamReq = httpRequest(url(request), { method: request.method, headers, agent });
+      upstreamReq.on('error', reject);
+      upstreamReq.on('response', (upstreamRes) => {
+        const chunks: Buffer[] = [];
+        upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
+        upstreamRes.on('error', reject);
+        upstreamRes.on('end', () =>
+          resolve({
+            status: upstreamRes.statusCode ?? 502,
+            headers: copyHeaders(upstreamRes.headers),
+            body: Buffer.concat(chunks),
+          }),
+        );
+      });
+      upstreamReq.end(body);
+    });
+
+  const duplicate = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    request: ProxyRequest,
+    record: ProxyRecord,
+    respondWith: 'first' | 'second',
+  ): void => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      record.requestBytes += chunk.length;
+      if (size <= 64 * 1024 * 1024) chunks.push(chunk);
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      if (size > 64 * 1024 * 1024) {
+        respondUpstreamError(res, record, 'request body too large to duplicate');
+        return;
+      }
+      const body = Buffer.concat(chunks);
+      const headers = copyHeaders(req.headers);
+      headers['content-length'] = String(body.length);
+      void (async () => {
+        try {
+          const first = await exchangeOnce(request, headers, body);
+          const second = await exchangeOnce(request, headers, body);
+          const answer = respondWith === 'first' ? first : second;
+          if (res.destroyed) return;
+          for (const name of ['location', 'link', 'content-location']) {
+            const value = answer.headers[name];
+            if (typeof value === 'string') answer.headers[name] = rewriteUrlHeader(value);
+          }
+          record.status = answer.status;
+          res.writeHead(answer.status, answer.headers);
+          record.responseBytes += request.method === 'HEAD' ? 0 : answer.body.length;
+          res.end(request.method === 'HEAD' ? undefined : answer.body);
+        } catch (error) {
+          respondUpstreamError(res, record, `duplicate: ${(error as Error).message}`);
+        }
+      })();
     });
   };
 

@@ -7,7 +7,7 @@
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
 import { sameInfoTarball } from '../conda/info-compare.js';
 import { packageReference, parseArtifactFileName } from '../conda/naming.js';
-import { readPackage, type PackageContents } from '../conda/package-reader.js';
+import { PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
 import {
   ANNOTATION_VALIDATION_RESULT,
   ARTIFACT_TYPE_VALIDATION,
@@ -16,7 +16,7 @@ import {
 } from '../conda/records.js';
 import { mapLimit } from '../oci/copy.js';
 import { digestOf, type Digest } from '../oci/digest.js';
-import { describeError, NotFoundError } from '../oci/errors.js';
+import { describeError, DigestMismatchError, NotFoundError, SizeLimitError } from '../oci/errors.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import { deleteReferrers, listReferrers } from '../oci/referrers.js';
@@ -203,12 +203,24 @@ async function checkContent(
   }
 
   let pkg: PackageContents;
+  let blob: AsyncIterator<Uint8Array> | undefined;
   try {
-    const stream = await repository.openBlob(info.packageLayer);
-    pkg = await readPackage(stream, request.file);
+    blob = (await repository.openBlob(info.packageLayer))[Symbol.asyncIterator]();
+    // The reader stops at the first problem, before the digest of the whole blob is known; it
+    // must not close the download, so that the rest can be checked (see below).
+    const shielded: AsyncIterable<Uint8Array> = {
+      [Symbol.asyncIterator]: () => ({ next: () => blob!.next() }),
+    };
+    pkg = await readPackage(shielded, request.file);
   } catch (err) {
-    checks.fail('package-bytes', describeError(err));
+    // Bytes altered on the way would otherwise be blamed on the package: read the same download
+    // to its end, where the digest is checked.
+    const altered =
+      err instanceof PackageError && blob ? await digestProblem(blob, info.packageLayer) : undefined;
+    checks.fail('package-bytes', altered ?? describeError(err));
     return undefined;
+  } finally {
+    await blob?.return?.().catch(() => undefined);
   }
   const bytesOk = `sha256:${pkg.sha256}` === claimed && pkg.size === info.packageLayer.size;
   if (
@@ -260,6 +272,21 @@ async function checkContent(
     checks.fail('info-layer', describeError(err));
   }
   return pkg;
+}
+
+/** Why the rest of a verified download does not match its descriptor, or undefined. */
+async function digestProblem(
+  rest: AsyncIterator<Uint8Array>,
+  layer: Descriptor,
+): Promise<string | undefined> {
+  try {
+    while (!(await rest.next()).done);
+    return undefined;
+  } catch (err) {
+    return err instanceof DigestMismatchError || err instanceof SizeLimitError
+      ? `the registry served other bytes than ${layer.digest}: ${describeError(err)}`
+      : undefined;
+  }
 }
 
 /** Production must not hold different content under the same name and tag. */

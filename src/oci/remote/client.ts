@@ -31,6 +31,7 @@ import { Authenticator, CATALOG_SCOPE, repositoryScope, type Credentials, type S
 import {
   discard,
   errorFromResponse,
+  gaveUp,
   HttpClient,
   readBody,
   redactUrl,
@@ -197,6 +198,9 @@ export class RegistryClient {
     const client = this;
     async function* chunks(): AsyncGenerator<Buffer> {
       let received = 0;
+      // `attempt` counts failures in a row: bytes received since the last one start it over, so
+      // a long download on a flaky network is not given up while it is still moving.
+      let receivedAtFailure = 0;
       for (let attempt = 1; ; attempt++) {
         try {
           const response = await client.getBlob(repository, descriptor.digest, received);
@@ -226,8 +230,11 @@ export class RegistryClient {
             `the body of blob ${descriptor.digest} ended after ${received} of ${descriptor.size} bytes`,
           );
         } catch (err) {
+          if (received > receivedAtFailure) attempt = 1;
+          receivedAtFailure = received;
           const delay = client.http.retryDelay(err, attempt);
-          if (delay === undefined) throw err;
+          if (delay === undefined)
+            throw gaveUp(`GET blob ${descriptor.digest} of ${client.host}/${repository}`, err, attempt);
           client.http.stats.retries++;
           await client.http.pause(delay);
         }
@@ -271,6 +278,8 @@ export class RegistryClient {
     if (mountFrom && this.mountRefused.has(`${mountFrom} -> ${repository}`)) mountFrom = undefined;
     let upload: UploadSession | undefined;
     const sent = { bytes: 0 };
+    // Failures in a row: acknowledged bytes beyond any offset reached before start it over.
+    let highWater = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         // The closing PUT may have succeeded with its answer lost: then the blob is there.
@@ -288,10 +297,21 @@ export class RegistryClient {
         else await this.uploadMonolithic(repository, upload, descriptor, source, sent, options.onProgress);
         return { action: 'uploaded', bytesSent: sent.bytes };
       } catch (err) {
-        const delay = this.http.retryDelay(err, attempt);
-        if (delay === undefined) throw err;
+        if (upload && upload.offset > highWater) {
+          highWater = upload.offset;
+          attempt = 1;
+        }
+        // A session the registry no longer knows (its answer to a request that reached it twice,
+        // or a session it dropped) is not a reason to give up: the next attempt finds the blob
+        // stored, or starts a new session.
+        const lostSession = isLostSession(err);
+        const delay =
+          lostSession && attempt < this.http.retry.attempts ? 0 : this.http.retryDelay(err, attempt);
+        if (delay === undefined)
+          throw gaveUp(`uploading blob ${descriptor.digest} to ${this.host}/${repository}`, err, attempt);
         this.http.stats.retries++;
-        if (chunked && upload) upload.broken = true;
+        if (lostSession) upload = undefined;
+        else if (chunked && upload) upload.broken = true;
         else upload = undefined; // a broken PUT leaves no session worth resuming
         if (descriptor.size > this.chunkSize) chunked = true;
         await this.http.pause(delay);
@@ -557,29 +577,31 @@ export class RegistryClient {
     const url = this.url(`/v2/${repository}/manifests/${reference}`);
     const digest = digestOf(manifest.bytes);
     let response: HttpResponse;
-    try {
-      response = await this.retried(`PUT ${redactUrl(url)}`, {
-        method: 'PUT',
-        url,
-        headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
-        body: () => manifest.bytes,
-        scopes: [repositoryScope(repository, 'pull,push')],
-        expect: [201],
-      });
-    } catch (err) {
-      // Concurrent PUTs of the same manifest can fail one of them (distribution 2.8 answers
-      // 400 DIGEST_INVALID). If the registry holds exactly our manifest there now, it succeeded.
-      if (
-        err instanceof RegistryError &&
-        err.status < 500 &&
-        (await this.resolve(repository, reference).catch(() => undefined))?.digest === digest
-      ) {
-        return {
-          descriptor: { mediaType: manifest.mediaType, digest, size: manifest.bytes.length },
-          subjectIndexed: false,
-        };
+    for (let race = 1; ; race++) {
+      try {
+        response = await this.retried(`PUT ${redactUrl(url)}`, {
+          method: 'PUT',
+          url,
+          headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
+          body: () => manifest.bytes,
+          scopes: [repositoryScope(repository, 'pull,push')],
+          expect: [201],
+        });
+        break;
+      } catch (err) {
+        // Concurrent PUTs of the same manifest can fail one of them (distribution 2.8 answers
+        // 400 DIGEST_INVALID while the other is still writing). If the registry holds exactly our
+        // manifest there now, it succeeded; if not yet, the same PUT is sent again a little later.
+        if (!(err instanceof RegistryError) || err.status >= 500) throw err;
+        if ((await this.resolve(repository, reference).catch(() => undefined))?.digest === digest) {
+          return {
+            descriptor: { mediaType: manifest.mediaType, digest, size: manifest.bytes.length },
+            subjectIndexed: false,
+          };
+        }
+        if (!err.has('DIGEST_INVALID') || race >= 4) throw err;
+        await this.http.pause(25 * race + Math.random() * 50);
       }
-      throw err;
     }
     await discard(response.body);
     this.checkDigestHeader(response, digest, url);
@@ -652,19 +674,24 @@ export class RegistryClient {
       if (seenPages.has(url.href))
         throw new ProtocolError(`the ${what} pagination loops back to ${redactUrl(url)}${url.search}`);
       seenPages.add(url.href);
-      const response = await this.retried(`GET ${redactUrl(url)}`, {
-        method: 'GET',
-        url,
-        headers: { accept: 'application/json' },
-        scopes,
-        expect: [200, 404],
+      // The body is read inside the retry: an answer that breaks off is asked for again.
+      const page = await this.http.withRetry(`GET ${redactUrl(url)}`, async () => {
+        const response = await this.exchange({
+          method: 'GET',
+          url,
+          headers: { accept: 'application/json' },
+          scopes,
+          expect: [200, 404],
+        });
+        if (response.status === 404) return { response, body: undefined };
+        return { response, body: await readBody(response.body, 16 * 1024 * 1024, `${what} page`) };
       });
-      if (response.status === 404) {
+      const { response, body } = page;
+      if (body === undefined) {
         const error = await errorFromResponse('GET', url, response);
         if (field === 'tags' && (error.has('NAME_UNKNOWN') || error.errors.length === 0)) return;
         throw error;
       }
-      const body = await readBody(response.body, 16 * 1024 * 1024, `${what} page`);
       let items: unknown;
       try {
         items = (JSON.parse(body.toString('utf8')) as Record<string, unknown>)[field];
@@ -692,22 +719,28 @@ export class RegistryClient {
     // A registry with the API never answers 404 to it, so one 404 settles it for the session.
     if (this.referrersMissing) return undefined;
     const url = this.url(`/v2/${repository}/referrers/${subject}`);
-    const response = await this.retried(`GET ${redactUrl(url)}`, {
-      method: 'GET',
-      url,
-      headers: { accept: MEDIA_TYPE_OCI_INDEX },
-      scopes: [repositoryScope(repository, 'pull')],
-      expect: [200, 400, 404, 405],
+    const answer = await this.http.withRetry(`GET ${redactUrl(url)}`, async () => {
+      const response = await this.exchange({
+        method: 'GET',
+        url,
+        headers: { accept: MEDIA_TYPE_OCI_INDEX },
+        scopes: [repositoryScope(repository, 'pull')],
+        expect: [200, 400, 404, 405],
+      });
+      if (response.status !== 200) {
+        await discard(response.body);
+        return { status: response.status, type: undefined, body: undefined };
+      }
+      const type = response.headers['content-type']?.split(';')[0]?.trim();
+      const body = await readBody(response.body, MANIFEST_SIZE_LIMIT, `referrers of ${subject}`);
+      return { status: response.status, type, body };
     });
-    if (response.status !== 200) {
-      await discard(response.body);
-      if (response.status === 404) this.referrersMissing = true;
+    if (answer.body === undefined) {
+      if (answer.status === 404) this.referrersMissing = true;
       return undefined;
     }
-    const type = response.headers['content-type']?.split(';')[0]?.trim();
-    const body = await readBody(response.body, MANIFEST_SIZE_LIMIT, `referrers of ${subject}`);
-    if (type !== MEDIA_TYPE_OCI_INDEX) return undefined; // not a referrers answer (e.g. an HTML 200)
-    return parseImageIndex(body, `referrers of ${repository}@${subject}`);
+    if (answer.type !== MEDIA_TYPE_OCI_INDEX) return undefined; // not a referrers answer (e.g. an HTML 200)
+    return parseImageIndex(answer.body, `referrers of ${repository}@${subject}`);
   }
 
   async close(): Promise<void> {
@@ -723,6 +756,15 @@ function openSource(source: BlobSource, offset: number): Readable {
     (async function* () {
       yield* await opened;
     })(),
+  );
+}
+
+/** The registry's answer to a request on an upload session it does not know (any more). */
+function isLostSession(err: unknown): boolean {
+  return (
+    err instanceof RegistryError &&
+    (err.status === 404 || err.status === 400) &&
+    (err.has('BLOB_UPLOAD_UNKNOWN') || err.has('BLOB_UPLOAD_INVALID'))
   );
 }
 

@@ -5,7 +5,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pipeline, Readable, Transform } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
-import { ProtocolError, RegistryError, SizeLimitError, type DistributionErrorDetail } from '../errors.js';
+import {
+  OciError,
+  ProtocolError,
+  RegistryError,
+  SizeLimitError,
+  type DistributionErrorDetail,
+} from '../errors.js';
 
 export type Headers = Record<string, string>;
 
@@ -143,7 +149,7 @@ export class HttpClient {
         return await attempt(n);
       } catch (err) {
         const delay = this.retryDelay(err, n);
-        if (delay === undefined) throw err;
+        if (delay === undefined) throw gaveUp(what, err, n);
         this.stats.retries++;
         this.onRetry?.(what, err, delay);
         await this.wait(delay);
@@ -209,6 +215,19 @@ const TRANSIENT_CODES = new Set([
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
+
+/**
+ * The error to report when retries end. A network failure says only `read ECONNRESET` or
+ * `other side closed`: name the request, and keep the original as the cause (still transient, so
+ * an outer retry loop may try again). Registry answers and our own typed errors already say what.
+ */
+export function gaveUp(what: string, err: unknown, attempts: number): unknown {
+  if (!(err instanceof Error) || err instanceof OciError || !isTransient(err)) return err;
+  const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
+  return new OciError(`${what}: ${err.message || (err as { code?: string }).code || 'failed'}${tries}`, {
+    cause: err,
+  });
+}
 
 /** Marks an error as worth retrying (e.g. a body that ended early). */
 export class TransientError extends Error {
