@@ -28,7 +28,7 @@ import {
 } from './info-tarball.js';
 import { TarReader } from './tar-reader.js';
 import { ZipStreamReader, type ZipMember, type ZipMemberSink } from './zip-stream.js';
-import { ZstdMemberDecoder } from './zstd.js';
+import { DEFAULT_ZSTD_DECODE_MS, ZstdMemberDecoder } from './zstd.js';
 
 const MIB = 1024 * 1024;
 
@@ -50,6 +50,11 @@ export interface PackageLimits {
    */
   expansionRatio?: number;
   expansionAllowance?: number;
+  /**
+   * .conda only: milliseconds the zstd decoding of the info archive may take in all (a crafted
+   * archive can cost far more CPU than its size suggests; see zstd.ts).
+   */
+  infoDecodeMs?: number;
 }
 
 /**
@@ -62,6 +67,8 @@ export interface PackageLimits {
  *   bounds the memory of the duplicate and link checks (~100 MB of names).
  * - .tar.bz2 expansion 1000:1 beyond 1 GiB: real payloads compress 2-20:1; bzip2 can reach
  *   ~1,000,000:1 on zeros. A package under 1 GiB uncompressed is never refused by this rule.
+ * - zstd decoding of info/ 10 s: real info archives take milliseconds (the 256 MiB limit about a
+ *   second); crafted match lengths could otherwise cost minutes.
  */
 export const DEFAULT_LIMITS: Readonly<Required<PackageLimits>> = Object.freeze({
   infoBytes: 256 * MIB,
@@ -70,6 +77,7 @@ export const DEFAULT_LIMITS: Readonly<Required<PackageLimits>> = Object.freeze({
   archiveMembers: 1_000_000,
   expansionRatio: 1000,
   expansionAllowance: 1024 * MIB,
+  infoDecodeMs: DEFAULT_ZSTD_DECODE_MS,
 });
 
 /** info/index.json, type-checked for the fields this project relies on; other keys are kept as read. */
@@ -279,7 +287,7 @@ class CondaParser implements Parser {
         { cause: new SizeLimitError(what, this.limits.infoBytes) },
       );
     }
-    const zstd = new ZstdMemberDecoder(member.size, this.limits.infoBytes, what);
+    const zstd = new ZstdMemberDecoder(member.size, this.limits.infoBytes, what, this.limits.infoDecodeMs);
     return {
       data: (chunk) => zstd.push(chunk),
       end: () => {
@@ -438,12 +446,34 @@ function parseJson(bytes: Uint8Array, what: string): unknown {
   } catch {
     throw new ArchiveError(`${what} is not valid UTF-8`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     throw new ArchiveError(`${what} is not valid JSON (${detail})`);
   }
+  if (nestingExceeds(value, MAX_JSON_DEPTH)) {
+    // JSON.parse takes any depth; what reads the value later (repodata's canonical JSON, which
+    // recurses) would overflow its stack on one such package and fail a whole subdir.
+    throw new ArchiveError(`${what} nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep`);
+  }
+  return value;
+}
+
+/** index.json and run_exports.json are two or three levels deep. */
+const MAX_JSON_DEPTH = 32;
+
+/** True when `value` nests arrays/objects deeper than `limit` (iterative: any depth is safe). */
+function nestingExceeds(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (current === null || typeof current !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

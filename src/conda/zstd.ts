@@ -17,6 +17,8 @@
  * 2. At the end, each frame is decoded once more with fzstd's one-shot decoder into an output
  *    buffer of exactly the counted size, which serves as its own window: linear time, exact bytes.
  */
+import { performance } from 'node:perf_hooks';
+import { createContext, Script } from 'node:vm';
 import { Decompress, decompress } from 'fzstd';
 import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError, formatBytes } from './archive-error.js';
@@ -30,6 +32,29 @@ const MAX_BLOCK = 128 * 1024;
  * uses) refuses them by default too (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27).
  */
 export const MAX_ZSTD_WINDOW = 128 * 1024 * 1024;
+
+/**
+ * fzstd does not check that a block's sequences stay within the block: a crafted compressed block
+ * of ~20 KB whose matches are each 128 KiB long makes it run billions of loop iterations (seconds
+ * of CPU per block; the output is still cut to the block size, so the output limit never fires).
+ * Every decoding step therefore runs under a time budget per member: node:vm's `timeout` stops
+ * synchronous code, fzstd's loops included. Real info archives decode at 100+ MB/s, so even the
+ * 256 MiB info/ limit stays well within the default.
+ */
+export const DEFAULT_ZSTD_DECODE_MS = 10_000;
+
+const budgetContext = createContext({ step: undefined as (() => unknown) | undefined });
+const runStep = new Script('step()');
+
+/** Runs `step` synchronously, stopped (ERR_SCRIPT_EXECUTION_TIMEOUT) after `ms` milliseconds. */
+function withTimeLimit(ms: number, step: () => unknown): void {
+  budgetContext.step = step;
+  try {
+    runStep.runInContext(budgetContext, { timeout: Math.max(1, Math.ceil(ms)) });
+  } finally {
+    budgetContext.step = undefined;
+  }
+}
 
 interface Frame {
   start: number;
@@ -57,12 +82,16 @@ export class ZstdMemberDecoder {
   private frame: OpenFrame | undefined;
   private readonly frames: Frame[] = [];
   private total = 0;
+  /** Milliseconds spent decoding so far, against `budgetMs`. */
+  private spent = 0;
 
   constructor(
     compressedSize: number,
     private readonly limit: number,
     /** For messages: `the info archive`. */
     private readonly what: string,
+    /** Time all decoding of this member may take (see DEFAULT_ZSTD_DECODE_MS). */
+    private readonly budgetMs: number = DEFAULT_ZSTD_DECODE_MS,
   ) {
     this.data = new Uint8Array(compressedSize);
   }
@@ -91,7 +120,7 @@ export class ZstdMemberDecoder {
     for (const frame of this.frames) {
       const target = output.subarray(offset, offset + frame.output);
       Object.defineProperty(target, Symbol.toPrimitive, { value: () => 0 });
-      this.guard(() => decompress(this.data.subarray(frame.start, frame.end), target));
+      this.guard(() => decompress(this.data.subarray(frame.start, frame.end), target), true);
       offset += frame.output;
     }
     return output;
@@ -143,7 +172,8 @@ export class ZstdMemberDecoder {
             throw this.corrupt(`a block is larger than ${formatBytes(frame.blockMax)}`);
           const length = 3 + (type === 1 ? 1 : size);
           if (available < length) return;
-          this.feed(d.subarray(this.at, this.at + length));
+          // Raw and RLE blocks cost fzstd a copy or a fill; compressed ones run under the budget.
+          this.feed(d.subarray(this.at, this.at + length), false, type === 2);
           this.at += length;
           if (last) {
             this.feed(new Uint8Array(0), true);
@@ -244,18 +274,28 @@ export class ZstdMemberDecoder {
     this.state = 'frame';
   }
 
-  private feed(bytes: Uint8Array, final = false): void {
+  private feed(bytes: Uint8Array, final = false, timed = false): void {
     const frame = this.frame as OpenFrame;
-    this.guard(() => frame.decoder.push(bytes, final));
+    this.guard(() => frame.decoder.push(bytes, final), timed);
   }
 
-  private guard(decode: () => unknown): void {
+  private guard(decode: () => unknown, timed = false): void {
+    const started = timed ? performance.now() : 0;
     try {
-      decode();
+      if (timed) withTimeLimit(this.budgetMs - this.spent, decode);
+      else decode();
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+        throw new ArchiveError(
+          `${this.what} takes more than ${this.budgetMs / 1000} s to decompress (crafted zstd data?)`,
+          { cause: err },
+        );
+      }
       if (err instanceof ArchiveError) throw err;
       const detail = err instanceof Error ? err.message : String(err);
       throw new ArchiveError(`${this.what} is not valid zstd data (${detail})`, { cause: err });
+    } finally {
+      if (timed) this.spent += performance.now() - started;
     }
   }
 
