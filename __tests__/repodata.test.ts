@@ -15,12 +15,15 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LATEST_TAG } from '../src/conda/naming.js';
 import { silentReporter, type CommandResult, type Reporter } from '../src/commands/report.js';
 import { execute } from '../src/execute.js';
+import { githubApi } from '../src/github/api.js';
+import { ghcrExtras } from '../src/github/packages.js';
 import { parseImageManifest, type ImageManifest } from '../src/oci/manifest.js';
 import { LayoutStore } from '../src/oci/layout/store.js';
 import { RemoteStore } from '../src/oci/remote/store.js';
 import type { Store } from '../src/oci/storage.js';
 import { EXPECTED, expectedOf, fixturePath } from './helpers/fixtures.js';
-import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { startGitHubStandIn } from './helpers/github-api.js';
+import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
 import { useRegistry } from './helpers/registry.js';
 
 // rattler's JS bindings: CommonJS that loads its WebAssembly synchronously (the ESM entry is
@@ -536,5 +539,44 @@ describe('patch instructions, subdir runs and a real solver (registry)', () => {
       ),
     ).rejects.toThrow(/patch_instructions_version 2/);
     expect(proxy.count()).toBe(0);
+  });
+});
+
+describe('repodata where the registry has no catalog (GHCR: GitHub Packages API)', () => {
+  const TOKEN = 'ghs_repodataStandInToken0123456789';
+  test('package repositories come from the Packages API; the records are the same', async () => {
+    const ghcrProxy = await startProxy(registry.url);
+    const github = await startGitHubStandIn({
+      token: TOKEN,
+      registry: { url: registry.url, storageDir: registry.storageDir },
+    });
+    const store = new RemoteStore({ host: registry.host, plainHttp: true });
+    try {
+      ghcrProxy.on({ path: '/v2/_catalog' }, actions.notFound());
+      const channel = `oci://${ghcrProxy.host}/ghcr-org/conda-forge`;
+      const files = ['demo-pkg-1.2.4-h7654321_1.conda', 'pure-py-0.9.0-pyhd8ed1ab_0.conda'];
+      await upload(channel, files.map(fixturePath));
+      const extras = ghcrExtras(githubApi(TOKEN, github.url));
+      const result = await execute(
+        { command: 'repodata', channel },
+        {
+          reporter: silentReporter,
+          now: () => NOW,
+          storeOptions: { registryExtras: (host) => (host === ghcrProxy.host ? extras : undefined) },
+        },
+      );
+      expect(result.exitCode).toBe(0);
+      expect(ghcrProxy.count({ path: '/v2/_catalog', status: 404 })).toBeGreaterThan(0);
+      expect(github.count('GET', /^\/orgs\/ghcr-org\/packages$/)).toBeGreaterThan(0);
+      for (const file of files) {
+        const e = expectedOf(file);
+        const doc = (await readMetadata(store, `ghcr-org/conda-forge/${e.subdir}/mrepodata.json`)).parsed;
+        expect(doc['packages.conda'][file]).toEqual(expectedRecord(file));
+      }
+    } finally {
+      await store.close();
+      await github.close();
+      await ghcrProxy.close();
+    }
   });
 });
