@@ -10,7 +10,12 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vi
 import { main } from '../src/cli-main.js';
 import { silentReporter } from '../src/commands/report.js';
 import { execute } from '../src/execute.js';
+import { buildPackageArtifact } from '../src/conda/artifact.js';
+import { buildInfoTarGz } from '../src/conda/info-tarball.js';
+import { packageReference } from '../src/conda/naming.js';
 import type { CacheService } from '../src/github/cache.js';
+import { LayoutStore } from '../src/oci/layout/store.js';
+import { pushArtifact } from '../src/oci/push.js';
 import { readInputs } from '../src/inputs.js';
 import { run } from '../src/main.js';
 import { fixturePath } from './helpers/fixtures.js';
@@ -203,5 +208,56 @@ describe('conda-oci repodata (CLI)', () => {
       stdout.mockRestore();
       stderr.mockRestore();
     }
+  });
+});
+
+describe('an artifact that is not a well-formed package', () => {
+  test('is left out with a warning; the subdir is still published', async () => {
+    const dir = join(work, 'hostile');
+    const hostile = `oci-layout:${dir}`;
+    await execute(
+      { command: 'upload', files: [fixturePath('demo-pkg-1.2.4-h7654321_1.conda')], to: hostile },
+      { reporter: silentReporter },
+    );
+    // written past upload's checks: an index.json nested 200 levels deep
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 200; i++) deep = [deep];
+    const index = {
+      name: 'deep',
+      version: '1.0',
+      build: 'h0_0',
+      build_number: 0,
+      depends: [],
+      subdir: 'linux-64',
+      extra: deep,
+    };
+    const indexJson = new TextEncoder().encode(JSON.stringify(index));
+    const packageBytes = new Uint8Array([1, 2, 3]);
+    const artifact = buildPackageArtifact(
+      {
+        fileName: 'deep-1.0-h0_0.conda',
+        format: 'conda',
+        sha256: '039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81',
+        md5: '5289df737df57326fcdd22597afb1fac',
+        size: 3,
+        indexJson,
+        index: index as never,
+        infoTarGz: await buildInfoTarGz([
+          { path: 'info/index.json', type: 'file', mode: 0o644, data: indexJson },
+        ]),
+      },
+      packageBytes,
+    );
+    const ref = packageReference('linux-64', 'deep', '1.0', 'h0_0');
+    const store = new LayoutStore(dir);
+    await pushArtifact(store.repository(ref.repository), artifact, { tag: ref.tag });
+    const warnings: string[] = [];
+    const result = await execute(
+      { command: 'repodata', channel: hostile },
+      { reporter: { info() {}, warn: (m) => warnings.push(m) } },
+    );
+    expect(result.exitCode).toBe(0);
+    expect(result.summary).toMatchObject({ records: 1, skipped: 1 });
+    expect(warnings.join('\n')).toMatch(/nested deeper than 64 levels/);
   });
 });

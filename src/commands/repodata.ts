@@ -251,13 +251,36 @@ async function readArtifact(
     tag,
     digest: fetched.descriptor.digest,
     fileName,
-    record: canonicalStringify(record),
+    record: jsonText(record, `${what}: info/index.json`),
   };
-  if (layer?.runExports) artifact.runExports = canonicalStringify(layer.runExports);
-  if (layer?.about) artifact.about = canonicalStringify(layer.about);
+  if (layer?.runExports) {
+    try {
+      artifact.runExports = jsonText(layer.runExports, `${what}: info/run_exports.json`);
+    } catch (err) {
+      reporter.warn(`${describeError(err)}; run_exports left out`);
+    }
+  }
+  if (layer?.about) artifact.about = jsonText(layer.about, `${what}: info/about.json`);
   if (layer && Object.values(layer.postInstall).some(Boolean))
     artifact.postInstall = canonicalStringify(layer.postInstall);
   return artifact;
+}
+
+/** Nesting deeper than this is no package metadata (and would exhaust the stack). */
+const MAX_JSON_DEPTH = 64;
+
+function jsonDepth(value: unknown, depth = 0): number {
+  if (depth > MAX_JSON_DEPTH || value === null || typeof value !== 'object') return depth;
+  let max = depth;
+  for (const v of Object.values(value)) max = Math.max(max, jsonDepth(v, depth + 1));
+  return max;
+}
+
+/** Canonical JSON of package metadata, refused (as not a package) when absurdly nested. */
+function jsonText(value: unknown, what: string): string {
+  if (jsonDepth(value) > MAX_JSON_DEPTH)
+    throw new NotAPackage(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  return canonicalStringify(value);
 }
 
 /**
