@@ -14,6 +14,7 @@ import { execute, TOOL } from './execute.js';
 import { describeError, InvalidReferenceError } from './oci/errors.js';
 import type { CommandOptions, CommonOptions } from './options.js';
 import { redact } from './redact.js';
+import { parseLayout, type Layout } from './commands/v0-compat.js';
 import { UsageError } from './usage.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
@@ -28,6 +29,9 @@ const COMMON: Flags = {
   label: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** `--layout v1|both`, for the commands that write or check package names. */
+const LAYOUT: Flags = { layout: { type: 'string' } };
 
 const SELECTION: Flags = {
   artifact: { type: 'string', multiple: true },
@@ -45,13 +49,14 @@ interface CommandSpec {
 const COMMANDS: Record<string, CommandSpec> = {
   upload: {
     usage:
-      'upload <file|glob>... --to <channel> [--label L] [--source URL] [--revision SHA] [--result FILE] [--json]',
+      'upload <file|glob>... --to <channel> [--label L] [--source URL] [--revision SHA] [--layout v1|both] [--result FILE] [--json]',
     summary: 'push built .conda/.tar.bz2 artifacts to a (staging) channel',
     flags: {
       to: { type: 'string' },
       source: { type: 'string' },
       revision: { type: 'string' },
       run: { type: 'string' },
+      ...LAYOUT,
     },
     build: (v, files) => {
       if (files.length === 0) throw new UsageError('upload needs at least one file or glob');
@@ -60,6 +65,7 @@ const COMMANDS: Record<string, CommandSpec> = {
         files,
         to: required(v, 'to'),
         ...optional(v, ['source', 'revision', 'run']),
+        ...layout(v),
         ...common(v),
       };
     },
@@ -67,7 +73,8 @@ const COMMANDS: Record<string, CommandSpec> = {
   validate: {
     usage:
       'validate --from <channel> (--artifact <subdir>/<file>=<sha256>)... | --artifacts FILE\n' +
-      '         [--owners FILE --feedstock NAME] [--production <channel>] [--delete-failed] [--record-key KEY] [--result FILE] [--json]',
+      '         [--owners FILE --feedstock NAME] [--production <channel>] [--delete-failed] [--record-key KEY] [--layout v1|both]\n' +
+      '         [--result FILE] [--json]',
     summary: 'prove staged artifacts are exactly what the feedstock built and may publish',
     flags: {
       from: { type: 'string' },
@@ -76,6 +83,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       production: { type: 'string' },
       'delete-failed': { type: 'boolean' },
       ...SELECTION,
+      ...LAYOUT,
     },
     build: (v) => {
       if ((v.owners === undefined) !== (v.feedstock === undefined))
@@ -93,6 +101,7 @@ const COMMANDS: Record<string, CommandSpec> = {
         ...optional(v, ['production']),
         deleteFailed: v['delete-failed'] === true,
         ...recordKey(v),
+        ...layout(v),
         ...common(v),
       };
     },
@@ -100,13 +109,14 @@ const COMMANDS: Record<string, CommandSpec> = {
   promote: {
     usage:
       'promote --from <channel> --to <channel> (--artifact <subdir>/<file>=<sha256>)... | --artifacts FILE\n' +
-      '        [--delete-staged] [--record-key KEY] [--result FILE] [--json]',
+      '        [--delete-staged] [--record-key KEY] [--layout v1|both] [--result FILE] [--json]',
     summary: 'copy validated artifacts from staging to production',
     flags: {
       from: { type: 'string' },
       to: { type: 'string' },
       'delete-staged': { type: 'boolean' },
       ...SELECTION,
+      ...LAYOUT,
     },
     build: (v) => ({
       command: 'promote',
@@ -115,25 +125,33 @@ const COMMANDS: Record<string, CommandSpec> = {
       artifacts: selection(v),
       deleteStaged: v['delete-staged'] === true,
       ...recordKey(v),
+      ...layout(v),
       ...common(v),
     }),
   },
   clean: {
-    usage: 'clean --channel <channel> --older-than <duration, e.g. 2h> [--dry-run] [--json]',
+    usage:
+      'clean --channel <channel> --older-than <duration, e.g. 2h> [--dry-run] [--layout v1|both] [--json]',
     summary: 'delete staged artifacts older than a given age',
-    flags: { channel: { type: 'string' }, 'older-than': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    flags: {
+      channel: { type: 'string' },
+      'older-than': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      ...LAYOUT,
+    },
     build: (v) => ({
       command: 'clean',
       channel: required(v, 'channel'),
       olderThanMs: parseDuration(required(v, 'older-than')),
       dryRun: v['dry-run'] === true,
+      ...layout(v),
       ...common(v),
     }),
   },
   repodata: {
     usage:
       'repodata --channel <channel> [--subdir S]... [--patch-instructions FILE] [--cache-dir DIR] [--verify]\n' +
-      '         [--result FILE] [--json]',
+      '         [--layout v1|both] [--result FILE] [--json]',
     summary: 'regenerate repodata.json, current_repodata.json, run_exports.json and channeldata.json',
     flags: {
       channel: { type: 'string' },
@@ -141,6 +159,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       'patch-instructions': { type: 'string' },
       'cache-dir': { type: 'string' },
       verify: { type: 'boolean' },
+      ...LAYOUT,
     },
     build: (v) => {
       const subdirs = ((v.subdir as string[] | undefined) ?? [])
@@ -155,6 +174,7 @@ const COMMANDS: Record<string, CommandSpec> = {
           : {}),
         ...(typeof v['cache-dir'] === 'string' ? { cacheDir: v['cache-dir'] } : {}),
         ...(v.verify ? { verify: true } : {}),
+        ...layout(v),
         ...common(v),
       };
     },
@@ -196,6 +216,15 @@ function common(values: Record<string, unknown>): CommonOptions & { label?: stri
     ...(values.json ? { json: true } : {}),
     ...(typeof values.label === 'string' ? { label: values.label } : {}),
   };
+}
+
+function layout(values: Record<string, unknown>): { layout?: Layout } {
+  if (values.layout === undefined) return {};
+  try {
+    return { layout: parseLayout(String(values.layout), '--layout') };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function recordKey(values: Record<string, unknown>): { recordKey?: string } {

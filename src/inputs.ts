@@ -9,6 +9,7 @@ import { mergeRequests, parseArtifactDocument, type RequestedArtifact } from './
 import { parseDuration } from './commands/clean.js';
 import { parseOwners } from './commands/owners.js';
 import type { CommandOptions, CommonOptions } from './options.js';
+import { parseLayout } from './commands/v0-compat.js';
 import { UsageError } from './usage.js';
 
 export interface ActionInputs {
@@ -106,6 +107,10 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
   const recordKey = secret('record-key');
   const githubToken = secret('github-token');
   const label = input('label') ?? (typeof payload.label === 'string' ? payload.label : undefined);
+  const layoutInput = input('layout');
+  // Only `both` is passed on: `v1` is every command's default.
+  const layout = layoutInput === undefined ? undefined : parsed('layout', () => parseLayout(layoutInput));
+  const withLayout = layout === 'both' ? { layout } : {};
   const common: CommonOptions & { label?: string } = {
     ...(input('username')
       ? { username: input('username') }
@@ -130,6 +135,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         source: input('source') ?? (env.GITHUB_REPOSITORY ? `${server}/${env.GITHUB_REPOSITORY}` : undefined),
         revision: input('revision') ?? env.GITHUB_SHA,
         ...(runUrl ? { run: runUrl } : {}),
+        ...withLayout,
         ...common,
       } as CommandOptions;
       break;
@@ -159,6 +165,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
           ...(typeof payload.run === 'string' ? { run: payload.run } : runUrl ? { run: runUrl } : {}),
           ...(typeof payload.repository === 'string' ? { repository: payload.repository } : {}),
         },
+        ...withLayout,
         ...common,
       } as CommandOptions;
       break;
@@ -171,6 +178,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         artifacts: artifactsInput(),
         deleteStaged: flag('delete-staged'),
         ...(recordKey ? { recordKey } : {}),
+        ...withLayout,
         ...common,
       } as CommandOptions;
       break;
@@ -180,6 +188,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         channel: need('channel'),
         olderThanMs: parsed('older-than', () => parseDuration(need('older-than'))),
         dryRun: flag('dry-run'),
+        ...withLayout,
         ...common,
       } as CommandOptions;
       break;
@@ -195,6 +204,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ...(input('patch-instructions') ? { patchInstructions: input('patch-instructions') } : {}),
         ...(cacheDir ? { cacheDir } : {}),
         ...(flag('verify') ? { verify: true } : {}),
+        ...withLayout,
         ...common,
       } as CommandOptions;
       break;

@@ -5,6 +5,7 @@
 import type { RequestedArtifact } from './commands/artifact-list.js';
 import type { OwnersMap } from './commands/owners.js';
 import type { Requester } from './commands/validate.js';
+import type { Layout } from './commands/v0-compat.js';
 
 export interface CommonOptions {
   username?: string;
@@ -27,6 +28,8 @@ export interface UploadCommand extends CommonOptions {
   source?: string;
   revision?: string;
   run?: string;
+  /** `both`: also write the v0 names today's clients read. Default v1. */
+  layout?: Layout;
 }
 
 export interface ValidateCommand extends CommonOptions {
@@ -40,6 +43,8 @@ export interface ValidateCommand extends CommonOptions {
   deleteFailed?: boolean;
   recordKey?: string;
   requester?: Requester;
+  /** `both`: the v0 name is checked with the v1 one. */
+  layout?: Layout;
 }
 
 export interface PromoteCommand extends CommonOptions {
@@ -50,6 +55,8 @@ export interface PromoteCommand extends CommonOptions {
   artifacts: RequestedArtifact[];
   deleteStaged?: boolean;
   recordKey?: string;
+  /** `both`: the v0 name is promoted with the v1 one. */
+  layout?: Layout;
 }
 
 export interface CleanCommand extends CommonOptions {
@@ -58,6 +65,8 @@ export interface CleanCommand extends CommonOptions {
   label?: string;
   olderThanMs: number;
   dryRun?: boolean;
+  /** `both`: v0 names go with the artifacts they hold. */
+  layout?: Layout;
 }
 
 export interface RepodataCommand extends CommonOptions {
@@ -72,6 +81,8 @@ export interface RepodataCommand extends CommonOptions {
   cacheDir?: string;
   /** Re-resolve every cached tag and read again what changed. */
   verify?: boolean;
+  /** `both`: also publish the v0 repodata. */
+  layout?: Layout;
 }
 
 export type CommandOptions =

@@ -16,12 +16,15 @@ import { mapLimit } from '../oci/copy.js';
 import { packageRepositories } from './channel-scan.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { deleteStaged } from './validate.js';
+import { deleteV0, isV0NameOf, v0Name, type Layout } from './v0-compat.js';
 
 export interface CleanOptions {
   channel: Channel;
   olderThanMs: number;
   dryRun?: boolean;
   concurrency?: number;
+  /** `both`: an artifact's v0 name goes with it (where it holds the same manifest). */
+  layout?: Layout;
 }
 
 export interface CleanContext {
@@ -84,6 +87,9 @@ async function cleanOne(
   const fetched = await repository.fetchManifest(tag);
   const reference = formatReference(options.channel, repository.name, tag);
   const info = readPackageManifest(fetched.bytes, reference);
+  // The v0 name of another package (`<subdir>/cmake` is also the v1 repository of `make`): it
+  // goes with that package, never on its own.
+  if (isV0NameOf(repository.name, subdir, tag, info)) return undefined;
   const receipts = await listReferrers(
     repository,
     fetched.descriptor.digest as Digest,
@@ -108,7 +114,15 @@ async function cleanOne(
     reference,
     status: options.dryRun ? 'would-delete' : 'deleted',
   };
-  if (!options.dryRun) await deleteStaged(repository, fetched.descriptor.digest as Digest);
+  if (!options.dryRun) {
+    await deleteStaged(repository, fetched.descriptor.digest as Digest);
+    if (options.layout === 'both')
+      await deleteV0(
+        context.store,
+        v0Name(options.channel, subdir, info),
+        fetched.descriptor.digest as Digest,
+      );
+  }
   context.reporter.info(
     `${info.fileName}: ${options.dryRun ? 'would delete' : 'deleted'} (staged ${Number.isNaN(stagedAt) ? 'at an unknown time' : new Date(stagedAt).toISOString()})`,
   );

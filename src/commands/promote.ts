@@ -17,7 +17,7 @@ import {
   type ValidationRecord,
 } from '../conda/records.js';
 import { copyManifestBlobs, mapLimit, type Located } from '../oci/copy.js';
-import type { Digest } from '../oci/digest.js';
+import { digestOf, type Digest } from '../oci/digest.js';
 import { describeError, ProtocolError } from '../oci/errors.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers, pushReferrer } from '../oci/referrers.js';
@@ -26,6 +26,15 @@ import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
 import type { RequestedArtifact } from './artifact-list.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { deleteStaged } from './validate.js';
+import {
+  conflictError,
+  deleteV0,
+  inspectV0,
+  v0Name,
+  writeV0,
+  type Layout,
+  type V0Name,
+} from './v0-compat.js';
 
 export interface PromoteOptions {
   from: Channel;
@@ -35,6 +44,11 @@ export interface PromoteOptions {
   /** When set, only records signed with this key count (see validate). */
   recordKey?: string;
   concurrency?: number;
+  /**
+   * `both`: the v0 name is promoted with the v1 one, before the v1 tag, so that production never
+   * shows a v1 tag without its v0 name; a v0 name holding other content is never moved.
+   */
+  layout?: Layout;
 }
 
 export interface PromoteContext {
@@ -98,17 +112,33 @@ async function promoteOne(
     status: 'failed',
   };
 
+  const identity = { name: file.name, version: file.version, build: file.build };
+  const v0 = options.layout === 'both' ? v0Name(options.to, request.subdir, identity) : undefined;
+  if (v0) result.v0Reference = v0.reference;
+
   // Production first: the same package there already is success; a different one is refused.
   const published = await production.repository.resolve(ref.tag);
   if (published) {
     const manifest = await production.repository.fetchManifest(published.digest);
-    const layer = readPackageManifest(manifest.bytes, result.reference!).packageLayer;
-    if (layer.digest !== claimed) {
+    const held = readPackageManifest(manifest.bytes, result.reference!);
+    if (held.packageLayer.digest !== claimed) {
       return {
         ...result,
         digest: published.digest,
-        error: `${result.reference} already holds a different package (${layer.digest}); production tags never move`,
+        error: `${result.reference} already holds ${held.name} ${held.version} ${held.build} (${held.packageLayer.digest}), not ${request.file} (${claimed}); production tags never move`,
       };
+    }
+    if (v0) {
+      // Published before layout both (or by a run cut off between the two names): add the v0 name.
+      const added = await ensureV0(context.production, productionName, v0, identity, {
+        mediaType: manifest.descriptor.mediaType,
+        bytes: manifest.bytes,
+      });
+      if (typeof added === 'string') return { ...result, digest: published.digest, error: added };
+      if (added) {
+        context.reporter.info(`${request.file}: already published; added its v0 name ${v0.reference}`);
+        return { ...result, digest: published.digest, status: 'promoted' };
+      }
     }
     context.reporter.info(`${request.file}: already published as ${result.reference}`);
     return { ...result, digest: published.digest, status: 'already-published' };
@@ -127,6 +157,16 @@ async function promoteOne(
   }
   const record = await passingRecord(staging.repository, staged, request, options.recordKey);
   if (typeof record === 'string') return { ...result, digest: staged.descriptor.digest, error: record };
+  // Before anything is written: a v0 name that holds other content stops the promotion whole.
+  const v0State = v0
+    ? await inspectV0(context.production, v0, identity, staged.descriptor.digest)
+    : undefined;
+  if (v0 && v0State && v0State.kind !== 'free' && v0State.kind !== 'same')
+    return {
+      ...result,
+      digest: staged.descriptor.digest,
+      error: conflictError(v0, identity, v0State).message,
+    };
 
   await copyManifestBlobs(staging, production, {
     mediaType: staged.descriptor.mediaType,
@@ -141,10 +181,9 @@ async function promoteOne(
     { mediaType: record.descriptor.mediaType, bytes: record.bytes },
     staged.descriptor.digest as Digest,
   );
-  await production.repository.pushManifest(
-    { mediaType: staged.descriptor.mediaType, bytes: staged.bytes },
-    ref.tag,
-  );
+  const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
+  if (v0 && v0State?.kind === 'free') await writeV0(context.production, productionName, v0, stagedManifest);
+  await production.repository.pushManifest(stagedManifest, ref.tag);
 
   // No registry offers a conditional PUT: read back, so a concurrent writer cannot go unnoticed.
   const now = await production.repository.resolve(ref.tag);
@@ -155,7 +194,15 @@ async function promoteOne(
       error: `${result.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}`,
     };
   }
-  if (options.deleteStaged) await deleteStaged(staging.repository, staged.descriptor.digest as Digest);
+  if (options.deleteStaged) {
+    await deleteStaged(staging.repository, staged.descriptor.digest as Digest);
+    if (v0)
+      await deleteV0(
+        context.staging,
+        v0Name(options.from, request.subdir, identity),
+        staged.descriptor.digest as Digest,
+      );
+  }
   context.reporter.info(`${request.file}: promoted to ${result.reference}`);
   return {
     ...result,
@@ -164,6 +211,25 @@ async function promoteOne(
     size: info.packageLayer.size,
     status: 'promoted',
   };
+}
+
+/**
+ * Gives an already published artifact its v0 name. Returns true when it wrote it, false when it
+ * was there, or why it cannot (the name holds other content).
+ */
+async function ensureV0(
+  store: Store,
+  from: string,
+  name: V0Name,
+  identity: { name: string; version: string; build: string },
+  manifest: { mediaType: string; bytes: Uint8Array },
+): Promise<boolean | string> {
+  const digest = digestOf(manifest.bytes);
+  const state = await inspectV0(store, name, identity, digest);
+  if (state.kind === 'same') return false;
+  if (state.kind !== 'free') return conflictError(name, identity, state).message;
+  await writeV0(store, from, name, manifest);
+  return true;
 }
 
 /**

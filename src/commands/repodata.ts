@@ -70,6 +70,7 @@ import type { Repository, Store } from '../oci/storage.js';
 import { packageRepositories, type PackageRepository } from './channel-scan.js';
 import { cacheKey, loadCache, saveCache, type CachedArtifact } from './repodata-cache.js';
 import { finish, formatBytes, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { isV0NameOf, publishV0Repodata, type Layout } from './v0-compat.js';
 
 export interface RepodataOptions {
   channel: Channel;
@@ -87,6 +88,8 @@ export interface RepodataOptions {
   /** Requests in flight at once. */
   concurrency?: number;
   compression?: CompressionLevels;
+  /** `both`: also publish the v0 `<subdir>/repodata.json:latest` today's clients read. */
+  layout?: Layout;
 }
 
 export interface RepodataContext {
@@ -182,6 +185,15 @@ class NotAPackage extends Error {
   override readonly name = 'NotAPackage';
 }
 
+/**
+ * The v0 name of a package (layout both) that happens to look like a v1 name: `<subdir>/cmake`
+ * is the v0 repository of `cmake` and the v1 repository of `make`. Left out without a warning;
+ * the package is indexed from its v1 name.
+ */
+class V0Name extends Error {
+  override readonly name = 'V0Name';
+}
+
 function isMalformed(err: unknown): boolean {
   return (
     err instanceof NotAPackage ||
@@ -211,6 +223,8 @@ async function readArtifact(
   const info = readPackageManifest(fetched.bytes, what);
   const expected = packageReference(subdir, info.name, info.version, info.build);
   if (expected.repository !== `${subdir}/${repo.component}` || expected.tag !== tag) {
+    if (isV0NameOf(repo.name, subdir, tag, info))
+      throw new V0Name(`${what} is the v0 name of ${info.name} ${info.version} ${info.build}`);
     throw new NotAPackage(
       `${what} holds ${info.name} ${info.version} ${info.build}, which belongs at ${expected.repository}:${expected.tag}`,
     );
@@ -402,6 +416,39 @@ async function publish(publication: Publication, context: PublishContext): Promi
   return { ...result, digest: artifact.descriptor.digest, bytesSent: outcome.bytesSent };
 }
 
+/** Layout both: the v0 repodata, from the v1 repodata.json just published (or found unchanged). */
+async function publishV0(
+  subdir: string,
+  published: ArtifactResult,
+  context: PublishContext,
+): Promise<ArtifactResult[]> {
+  if (published.status === 'failed' || !published.digest || !published.repository)
+    throw new ProtocolError(`${subdir}: no v1 repodata.json to copy to the v0 name`);
+  const outcomes = await publishV0Repodata(
+    context.store,
+    context.channel,
+    subdir,
+    published.repository,
+    published.digest,
+    context.tag,
+  );
+  return outcomes.map((o) => {
+    context.reporter.info(
+      `${subdir}: v0 ${o.reference} ${o.status === 'exists' ? 'unchanged' : `pushed (:${context.tag}, ${formatBytes(o.bytesSent)} sent)`}`,
+    );
+    return {
+      subdir,
+      file: o.repository.slice(o.repository.lastIndexOf('/') + 1),
+      repository: o.repository,
+      tag: LATEST_TAG,
+      digest: o.digest,
+      reference: o.reference,
+      status: o.status,
+      bytesSent: o.bytesSent,
+    };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command
 
@@ -448,6 +495,7 @@ async function indexSubdir(
   let fetched = 0;
   let reused = 0;
   let skipped = 0;
+  let v0Names = 0;
   const artifacts = await mapLimit(items, concurrency, async (item): Promise<CachedArtifact | undefined> => {
     try {
       if (item.cached) {
@@ -469,6 +517,10 @@ async function indexSubdir(
       fetched++;
       return artifact;
     } catch (err) {
+      if (err instanceof V0Name) {
+        v0Names++;
+        return undefined;
+      }
       if (!isMalformed(err)) throw err;
       skipped++;
       reporter.warn(`left out of ${subdir} repodata: ${describeError(err)}`);
@@ -528,11 +580,21 @@ async function indexSubdir(
     });
   }
   reporter.info(
-    `${subdir}: ${kept.length} record(s) (${fetched} read, ${reused} from the cache, ${skipped} left out)` +
+    `${subdir}: ${kept.length} record(s) (${fetched} read, ${reused} from the cache, ${skipped} left out` +
+      (v0Names ? `, ${v0Names} v0 name(s) passed over` : '') +
+      ')' +
       (instructions ? `, ${patched.removed.length} removed by patch instructions` : ''),
   );
   const results: ArtifactResult[] = [];
   for (const publication of publications) results.push(await publish(publication, publishing));
+  if (options.layout === 'both')
+    results.push(
+      ...(await publishV0(
+        subdir,
+        results.find((r) => r.file === METADATA_KINDS.repodata.fileName)!,
+        publishing,
+      )),
+    );
 
   const extras = new Map(kept.map((a) => [a.fileName, a]));
   const channeldata = updateChanneldata(

@@ -38,6 +38,8 @@ export interface ArtifactResult {
   digest?: string;
   /** `host/repository:tag`, for people. */
   reference?: string;
+  /** Layout both: the v0 name (`host/repository:tag`) that holds the same manifest. */
+  v0Reference?: string;
   status: ArtifactStatus;
   /** Why it failed or was skipped, in words. */
   error?: string;

@@ -6,7 +6,7 @@
  */
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
 import { sameInfoTarball } from '../conda/info-compare.js';
-import { packageReference, parseArtifactFileName } from '../conda/naming.js';
+import { packageReference, parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
 import { PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
 import {
   ANNOTATION_VALIDATION_RESULT,
@@ -25,6 +25,7 @@ import type { Repository, Store } from '../oci/storage.js';
 import type { RequestedArtifact } from './artifact-list.js';
 import { checkOwner, type OwnersMap } from './owners.js';
 import { finish, type ArtifactResult, type Check, type CommandResult, type Reporter } from './report.js';
+import { conflictError, deleteV0, inspectV0, v0Name, type Layout } from './v0-compat.js';
 
 /** The info layer is read whole only when its digest differs (another tool's tarball). */
 const INFO_LAYER_LIMIT = 256 * 1024 * 1024;
@@ -47,6 +48,8 @@ export interface ValidateOptions {
   /** Signs records so promote can tell them from records anyone with staging access could write. */
   recordKey?: string;
   concurrency?: number;
+  /** `both`: the v0 name is part of the artifact (see v0-compat.ts). */
+  layout?: Layout;
 }
 
 export interface ValidateContext {
@@ -146,12 +149,32 @@ async function validateOne(
       result.md5 = pkg.md5;
       result.size = pkg.size;
     }
+    if (options.layout === 'both') {
+      const v0 = await checkV0(
+        options.channel,
+        context.staging,
+        request.subdir,
+        fileName,
+        staged.descriptor.digest,
+        checks,
+      );
+      if (v0) result.v0Reference = v0;
+    }
     if (options.owners && options.feedstock) {
       const owner = checkOwner(options.owners, fileName.name, options.feedstock);
       checks.expect('owner', owner.ok, owner.detail, owner.detail);
     }
     if (options.production && context.production) {
       await checkProduction(options.production, context.production, ref, info.packageLayer.digest, checks);
+      if (options.layout === 'both')
+        await checkV0Production(
+          options.production,
+          context.production,
+          request.subdir,
+          fileName,
+          staged.descriptor.digest,
+          checks,
+        );
     }
   }
 
@@ -162,6 +185,13 @@ async function validateOne(
     await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
   if (!checks.passed && options.deleteFailed && staged) {
     await deleteStaged(repository, staged.descriptor.digest as Digest);
+    // Its v0 name goes too, where it holds this very manifest (never another package's).
+    if (options.layout === 'both')
+      await deleteV0(
+        context.staging,
+        v0Name(options.channel, request.subdir, fileName),
+        staged.descriptor.digest as Digest,
+      );
     context.reporter.info(`${request.file}: deleted from staging after failing validation`);
   }
   context.reporter[checks.passed ? 'info' : 'warn'](
@@ -315,6 +345,58 @@ async function checkProduction(
     );
   } catch (err) {
     checks.fail('production', describeError(err));
+  }
+}
+
+/** Layout both: staging's v0 name holds the very manifest of the v1 name. Returns the v0 reference. */
+async function checkV0(
+  channel: Channel,
+  store: Store,
+  subdir: string,
+  identity: PackageIdentity,
+  digest: string,
+  checks: CheckList,
+): Promise<string | undefined> {
+  try {
+    const name = v0Name(channel, subdir, identity);
+    const state = await inspectV0(store, name, identity, digest);
+    checks.expect(
+      'v0-name',
+      state.kind === 'same',
+      `${name.reference} holds the same manifest (${digest})`,
+      state.kind === 'free'
+        ? `nothing is staged at the v0 name ${name.reference} (upload with layout both)`
+        : state.kind === 'other-package'
+          ? conflictError(name, identity, state).message
+          : `${name.reference} holds ${state.digest}, not the staged ${digest}`,
+    );
+    return name.reference;
+  } catch (err) {
+    checks.fail('v0-name', describeError(err));
+    return undefined;
+  }
+}
+
+/** Layout both: production's v0 name is free or holds this very manifest. */
+async function checkV0Production(
+  channel: Channel,
+  store: Store,
+  subdir: string,
+  identity: PackageIdentity,
+  digest: string,
+  checks: CheckList,
+): Promise<void> {
+  try {
+    const name = v0Name(channel, subdir, identity);
+    const state = await inspectV0(store, name, identity, digest);
+    checks.expect(
+      'production-v0',
+      state.kind === 'free' || state.kind === 'same',
+      state.kind === 'same' ? `${name.reference} already holds this manifest` : `${name.reference} is free`,
+      state.kind === 'free' || state.kind === 'same' ? '' : conflictError(name, identity, state).message,
+    );
+  } catch (err) {
+    checks.fail('production-v0', describeError(err));
   }
 }
 
