@@ -50,6 +50,13 @@ export async function checkRepositories(
   return check;
 }
 
+/** The tag points at a complete manifest: undefined, or what is wrong (absent counts as wrong). */
+export async function tagProblem(store: Store, name: string, tag: string): Promise<string | undefined> {
+  const check: StoreCheck = { repositories: 1, tags: 1, blobs: 0, problems: [] };
+  const problem = await manifestProblem(store.repository(name), tag, check);
+  return problem ? `${name}:${tag}: ${problem}` : undefined;
+}
+
 async function manifestProblem(
   repository: Repository,
   reference: string,

@@ -323,54 +323,97 @@ class LayoutRepository implements Repository {
     });
   }
 
+  /**
+   * Runs `work` holding the repository's lock: the file `.lock`, holding the holder's pid. It is
+   * made by hard-linking a file already written (link() fails when the name exists, on every
+   * platform), so it never exists without its owner, and released by unlinking it, in one step:
+   * a holder killed at any moment leaves a lock whose owner can be checked, and no contender can
+   * slip in between two steps of a release. (Earlier versions used a directory with an `owner`
+   * file inside; such a lock is still recognised.)
+   */
   private async withLock<T>(work: () => Promise<T>): Promise<T> {
     const lock = join(this.dir, LOCK_DIR);
     const deadline = Date.now() + LOCK_TIMEOUT_MS;
-    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
-      try {
-        await mkdir(lock);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        if (await lockIsStale(lock)) {
-          await rm(lock, { recursive: true, force: true });
-          continue;
+    const candidate = join(this.dir, tempName());
+    await writeFile(candidate, `${process.pid}`);
+    try {
+      for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+        try {
+          await link(candidate, lock);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          const stale = await staleOwner(lock);
+          if (stale !== undefined) {
+            await removeStaleLock(lock, stale, this.dir);
+            continue;
+          }
+          if (Date.now() > deadline)
+            throw new ProtocolError(`${this.dir} stayed locked for ${LOCK_TIMEOUT_MS / 1000} s (${lock})`);
+          await sleep(wait);
         }
-        if (Date.now() > deadline)
-          throw new ProtocolError(`${this.dir} stayed locked for ${LOCK_TIMEOUT_MS / 1000} s (${lock})`);
-        await sleep(wait);
       }
+    } finally {
+      await rm(candidate, { force: true });
     }
     try {
-      await writeFile(join(lock, 'owner'), `${process.pid}`);
       return await work();
     } finally {
-      await rm(lock, { recursive: true, force: true });
+      await rm(lock, { force: true });
     }
   }
 }
 
-/** A lock whose owner process is gone (e.g. killed mid-write) or that is very old. */
-async function lockIsStale(lock: string): Promise<boolean> {
-  try {
-    const owner = Number(await readFile(join(lock, 'owner'), 'utf8'));
-    if (Number.isInteger(owner) && owner > 0) {
-      try {
-        process.kill(owner, 0);
-        return false;
-      } catch (err) {
-        return (err as NodeJS.ErrnoException).code === 'ESRCH';
-      }
-    }
-  } catch {
-    // No owner file yet: the holder is between mkdir and writing it, or died there.
-  }
+/**
+ * What identifies a lock whose owner process is gone (e.g. killed mid-write), or one that is very
+ * old: its content; undefined while the lock is held.
+ */
+async function staleOwner(lock: string): Promise<string | undefined> {
+  let owner: string | undefined;
   try {
     const info = await stat(lock);
-    return Date.now() - info.mtimeMs > 30_000;
+    const ownerFile = info.isDirectory() ? join(lock, 'owner') : lock;
+    owner = await readFile(ownerFile, 'utf8').catch(() => undefined);
+    const pid = Number(owner);
+    // Held for minutes: a holder whose pid was reused by another process (work under the lock
+    // takes milliseconds, a garbage collection of a large repository seconds).
+    if (Date.now() - info.mtimeMs > 10 * 60_000) return owner ?? '';
+    if (owner !== undefined && Number.isInteger(pid) && pid > 0) {
+      try {
+        process.kill(pid, 0);
+        return undefined;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ESRCH') return owner;
+        return undefined;
+      }
+    }
+    // No owner (a directory lock of an earlier version between mkdir and writing its owner).
+    return Date.now() - info.mtimeMs > 30_000 ? (owner ?? '') : undefined;
   } catch {
-    return false;
+    return undefined; // gone meanwhile: try again
   }
+}
+
+/**
+ * Removes a stale lock, unless someone replaced it meanwhile: it is moved aside in one step,
+ * then checked, and put back if it turns out to be a live lock.
+ */
+async function removeStaleLock(lock: string, staleContent: string, dir: string): Promise<void> {
+  const aside = join(dir, tempName());
+  try {
+    await rename(lock, aside);
+  } catch {
+    return; // someone else removed it
+  }
+  const info = await stat(aside).catch(() => undefined);
+  const content = info?.isDirectory()
+    ? await readFile(join(aside, 'owner'), 'utf8').catch(() => '')
+    : await readFile(aside, 'utf8').catch(() => '');
+  if (info && !info.isDirectory() && content !== staleContent) {
+    // A live lock, taken between our check and the move: give it back.
+    await link(aside, lock).catch(() => undefined);
+  }
+  await rm(aside, { recursive: true, force: true });
 }
 
 function plain(entry: Descriptor): Descriptor {
