@@ -9,5 +9,8 @@ export default defineConfig({
     maxWorkers: 2,
     pool: 'forks',
     reporters: ['default'],
+    // The secret scan of issue 7: tee all output, fail the run if a test secret shows up in it.
+    globalSetup: ['__tests__/setup/global.ts'],
+    setupFiles: ['__tests__/setup/tee-output.ts'],
   },
 });

@@ -36,6 +36,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { registerTestSecret } from './secrets.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -423,6 +424,7 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
     const requested = record.scopes.map(parseScope).filter((s): s is TokenAccess => s !== undefined);
     record.granted = grantAccess(requested, grants);
     const token = mint(record.granted, { subject: record.username ?? '' });
+    registerTestSecret(token); // the suite's secret scan looks for every token issued
     reply(200, {
       token,
       access_token: token,
