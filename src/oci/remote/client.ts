@@ -56,6 +56,11 @@ export interface RegistryClientOptions extends HttpOptions {
   monolithicLimit?: number;
   chunkSize?: number;
   maxRedirects?: number;
+  /**
+   * Most entries one listing (tags, catalog) may have: a registry that keeps answering fresh
+   * pages would otherwise be read forever. Default 1,000,000.
+   */
+  listLimit?: number;
   /** For tests: the clock that decides when a cached token has expired. */
   clock?: () => number;
 }
@@ -78,6 +83,7 @@ export class RegistryClient {
   private readonly monolithicLimit: number;
   private readonly chunkSize: number;
   private readonly maxRedirects: number;
+  private readonly listLimit: number;
   private referrersMissing = false;
   /** `from -> to` pairs whose mount the registry refused for lack of access. */
   private readonly mountRefused = new Set<string>();
@@ -90,6 +96,7 @@ export class RegistryClient {
     this.monolithicLimit = options.monolithicLimit ?? Number.POSITIVE_INFINITY;
     this.chunkSize = Math.min(options.chunkSize ?? MAX_CHUNK_SIZE, MAX_CHUNK_SIZE);
     this.maxRedirects = options.maxRedirects ?? 5;
+    this.listLimit = options.listLimit ?? 1_000_000;
   }
 
   url(path: string): URL {
@@ -564,7 +571,15 @@ export class RegistryClient {
       const claimed = response.headers[HEADER_DOCKER_CONTENT_DIGEST];
       if (claimed !== undefined && claimed !== digest)
         throw new DigestMismatchError(`${what} (Docker-Content-Digest)`, claimed, digest);
-      const mediaType = response.headers['content-type']?.split(';')[0]?.trim() || mediaTypeOf(bytes);
+      const declared = declaredMediaType(bytes);
+      const mediaType = response.headers['content-type']?.split(';')[0]?.trim() || declared;
+      if (!mediaType) throw new ProtocolError(`${what} came without Content-Type or mediaType`);
+      // The media type travels with the descriptor into every copy: a header that contradicts
+      // the manifest itself would label production wrongly.
+      if (declared !== undefined && declared !== mediaType)
+        throw new ProtocolError(
+          `${what} is served with Content-Type ${mediaType} but the manifest says ${declared}`,
+        );
       return { descriptor: { mediaType, digest, size: bytes.length }, bytes: new Uint8Array(bytes) };
     });
   }
@@ -704,6 +719,10 @@ export class RegistryClient {
       for (const item of (items as unknown[] | null) ?? []) {
         if (typeof item !== 'string') throw new ProtocolError(`the ${what} page lists a non-string`);
         if (seenItems.has(item)) continue;
+        if (seenItems.size >= this.listLimit)
+          throw new ProtocolError(
+            `the ${what} listing has more than ${this.listLimit} entries (pages without end?) at ${redactUrl(url)}${url.search}`,
+          );
         seenItems.add(item);
         fresh++;
         yield item;
@@ -867,12 +886,13 @@ function withMessage(error: RegistryError): RegistryError {
   return rebuilt;
 }
 
-function mediaTypeOf(bytes: Uint8Array): string {
+/** The `mediaType` a manifest's JSON declares, if any. */
+function declaredMediaType(bytes: Uint8Array): string | undefined {
   try {
     const value = JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown };
     if (typeof value.mediaType === 'string') return value.mediaType;
   } catch {
-    // fall through
+    // not JSON: the callers' parsers say so
   }
-  throw new ProtocolError('a manifest came without Content-Type or mediaType');
+  return undefined;
 }
