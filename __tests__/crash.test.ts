@@ -1,0 +1,379 @@
+/**
+ * Crash and rerun (issue 7, part 2): the real CLI, killed with SIGKILL at seeded random points of
+ * `upload`, `promote` and `repodata` (30 times each, on a registry and on an `oci-layout:`
+ * channel), then run again with the same arguments. The rerun must complete, and nothing may be
+ * partial: every tag of the touched repositories is on a complete manifest, every package is its
+ * file byte for byte, `latest` repodata lists exactly what the channel holds, no lock of a killed
+ * process blocks the rerun, and leftover temporary files are invisible to every command.
+ *
+ * Kill points: on the registry, the arrival of the N-th request at a counting proxy (N uniform
+ * over the requests of an uninterrupted run, plus 0-3 ms, so bodies are cut mid-flight too); on
+ * disk, a delay after the command announced its work, uniform over an uninterrupted run's time.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { packageReference } from '../src/conda/naming.js';
+import { silentReporter } from '../src/commands/report.js';
+import { execute } from '../src/execute.js';
+import { LayoutStore } from '../src/oci/layout/store.js';
+import { channelRepository, parseChannel, type Channel } from '../src/oci/reference.js';
+import { RemoteStore } from '../src/oci/remote/store.js';
+import type { Store } from '../src/oci/storage.js';
+import { buildCli, runCli, type CliRun } from './helpers/cli.js';
+import { makePackage, type MadePackage } from './helpers/packages.js';
+import { seededRandom, startProxy, type TestProxy } from './helpers/proxy.js';
+import { useRegistry } from './helpers/registry.js';
+import {
+  checkComplete,
+  checkPackages,
+  checkRepositories,
+  latestRepodataFiles,
+  tagProblem,
+} from './helpers/verify.js';
+
+/** Kills per command: 30 on the registry; 10 on disk, where there is less protocol to cut. */
+const KILLS = { registry: 30, 'oci-layout': 10 } as const;
+const KEY = 'record-key-of-the-crash-suite';
+const registry = useRegistry();
+const random = seededRandom(20_260_101);
+
+let proxy: TestProxy;
+let work: string;
+let direct: RemoteStore;
+
+interface Tally {
+  kills: number;
+  finishedBeforeKill: number;
+  reruns: number;
+  leftoverTempFiles: number;
+}
+const tallies = new Map<string, Tally>();
+function tally(name: string): Tally {
+  let t = tallies.get(name);
+  if (!t) tallies.set(name, (t = { kills: 0, finishedBeforeKill: 0, reruns: 0, leftoverTempFiles: 0 }));
+  return t;
+}
+
+beforeAll(async () => {
+  await buildCli();
+  proxy = await startProxy(registry.url);
+  work = mkdtempSync(join(tmpdir(), 'conda-oci-crash-'));
+  direct = new RemoteStore({ host: registry.host, plainHttp: true });
+}, 180_000);
+
+afterAll(async () => {
+  await direct?.close();
+  await proxy?.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+  const lines = [...tallies].map(
+    ([name, t]) =>
+      `  ${name}: ${t.kills} killed mid-run (${t.finishedBeforeKill} more finished before their kill point), ${t.reruns} reruns completed` +
+      (t.leftoverTempFiles ? `, ${t.leftoverTempFiles} temporary files of killed runs left (harmless)` : ''),
+  );
+  if (lines.length) console.log(`crash and rerun:\n${lines.join('\n')}`);
+});
+
+let serial = 0;
+const pkg = (over: { payloadBytes?: number; subdir?: string; ext?: 'conda' | 'tar.bz2' } = {}) => {
+  const i = serial++;
+  return makePackage(join(work, 'build'), {
+    name: `crash-${i % 13}`,
+    version: `1.${i}`,
+    build: `h${(1000 + i).toString(16)}_0`,
+    ...over,
+  });
+};
+
+const artifactFlags = (packages: MadePackage[]) => packages.flatMap((p) => ['--artifact', p.artifact]);
+
+/** Runs the CLI and kills it when the proxy sees its `killAt`-th request (plus `delayMs`). */
+async function killAtRequest(args: string[], killAt: number, delayMs: number): Promise<CliRun> {
+  let child: ChildProcess | undefined;
+  let seen = 0;
+  const rule = proxy.on(
+    () => true,
+    () => {
+      if (++seen === killAt) setTimeout(() => child?.kill('SIGKILL'), delayMs);
+      return undefined;
+    },
+  );
+  try {
+    return await runCli(args, { onSpawn: (c) => (child = c) });
+  } finally {
+    rule.remove();
+  }
+}
+
+/** Runs the CLI and kills it `delayMs` after its first line of progress. */
+function killAfterStart(args: string[], delayMs: number): Promise<CliRun> {
+  let armed = false;
+  return runCli(args, {
+    onStderr: (_text, child) => {
+      if (armed) return;
+      armed = true;
+      setTimeout(() => child.kill('SIGKILL'), delayMs);
+    },
+  });
+}
+
+/** Requests an uninterrupted run makes, to spread kill points over. */
+async function requestsOf(args: string[]): Promise<number> {
+  const before = proxy.records.length;
+  const run = await runCli(args);
+  expect(run.code, run.stderr).toBe(0);
+  return proxy.records.length - before;
+}
+
+async function rerun(args: string[], name: string): Promise<CliRun> {
+  const run = await runCli([...args, '--json']);
+  expect(run.code, `${name} rerun: ${run.stderr}`).toBe(0);
+  const result = JSON.parse(run.stdout) as { artifacts: { status: string }[] };
+  expect(result.artifacts.filter((a) => a.status === 'failed')).toEqual([]);
+  tally(name).reruns++;
+  return run;
+}
+
+function count(name: string, run: CliRun): void {
+  if (run.signal === 'SIGKILL') tally(name).kills++;
+  else {
+    expect(run.code, run.stderr).toBe(0);
+    tally(name).finishedBeforeKill++;
+  }
+}
+
+function repositoriesOf(channel: Channel, packages: MadePackage[]): string[] {
+  return [
+    ...new Set(
+      packages.map((p) =>
+        channelRepository(channel, packageReference(p.subdir, p.name, p.version, p.build).repository),
+      ),
+    ),
+  ];
+}
+
+async function incomplete(store: Store, names: string[]): Promise<string[]> {
+  return (await checkRepositories(store, names)).problems;
+}
+
+/** Temporary files and lock directories below a layout channel (dot-names of the store). */
+function leftovers(dir: string): { temps: string[]; locks: string[] } {
+  const temps: string[] = [];
+  const locks: string[] = [];
+  const walk = (at: string): void => {
+    for (const entry of readdirSync(at, { withFileTypes: true })) {
+      const path = join(at, entry.name);
+      if (entry.name === '.lock') locks.push(path);
+      else if (entry.name.startsWith('.tmp-') || entry.name.endsWith('.tmp')) temps.push(path);
+      else if (entry.isDirectory()) walk(path);
+    }
+  };
+  walk(dir);
+  return { temps, locks };
+}
+
+interface Target {
+  kind: 'registry' | 'oci-layout';
+  /** A channel URL for a channel path. */
+  url(path: string): string;
+  /** The same channel read directly (no proxy), its store, and its repository prefix there. */
+  channel(path: string): Channel;
+  store(path: string): Store;
+  prefix(path: string): string;
+  kill(args: string[], scale: number): Promise<CliRun>;
+  /** What an uninterrupted run costs: requests, or milliseconds after its first line. */
+  calibrate(args: string[]): Promise<number>;
+}
+
+const layoutRoot = () => join(work, 'layout');
+
+const TARGETS: Target[] = [
+  {
+    kind: 'registry',
+    url: (path) => `oci://${proxy.host}/${path}`,
+    channel: (path) => parseChannel(`oci://${registry.host}/${path}`),
+    store: () => direct,
+    prefix: (path) => path,
+    kill: (args, requests) =>
+      killAtRequest(args, 1 + Math.floor(random() * requests), Math.floor(random() * 4)),
+    calibrate: requestsOf,
+  },
+  {
+    kind: 'oci-layout',
+    url: (path) => `oci-layout:${join(layoutRoot(), path)}`,
+    channel: (path) => parseChannel(`oci-layout:${join(layoutRoot(), path)}`),
+    store: (path) => new LayoutStore(join(layoutRoot(), path)),
+    prefix: () => '',
+    kill: (args, ms) => killAfterStart(args, Math.floor(random() * ms)),
+    async calibrate(args) {
+      let started = 0;
+      const run = await runCli(args, { onStderr: () => (started ||= Date.now()) });
+      expect(run.code, run.stderr).toBe(0);
+      return Math.max(5, Date.now() - started);
+    },
+  },
+];
+
+/** After a layout rerun: no lock left, temporary files counted (they must be harmless). */
+function checkLayoutLeftovers(target: Target, path: string, name: string): void {
+  if (target.kind !== 'oci-layout') return;
+  const { temps, locks } = leftovers(join(layoutRoot(), path));
+  expect(locks, 'a lock directory outlived its run').toEqual([]);
+  tally(name).leftoverTempFiles = temps.length;
+}
+
+describe.each(TARGETS)('SIGKILL at random points, then the same command again ($kind)', (target) => {
+  test(`upload, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
+    const name = `upload (${target.kind})`;
+    const path = 'crash/up';
+    const channel = target.channel(path);
+    const fresh = async () => [await pkg({ payloadBytes: 300_000 }), await pkg({ ext: 'tar.bz2' })];
+    const calibration = await fresh();
+    const scale = await target.calibrate([
+      'upload',
+      ...calibration.map((p) => p.path),
+      '--to',
+      target.url(path),
+    ]);
+    for (let i = 0; i < KILLS[target.kind]; i++) {
+      const packages = await fresh();
+      const args = ['upload', ...packages.map((p) => p.path), '--to', target.url(path)];
+      count(name, await target.kill(args, scale));
+      await rerun(args, name);
+      const store = target.store(path);
+      expect(await checkPackages(store, channel, packages)).toEqual([]);
+      expect(await incomplete(store, repositoriesOf(channel, packages))).toEqual([]);
+    }
+    checkLayoutLeftovers(target, path, name);
+  });
+
+  test(`promote, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
+    const name = `promote (${target.kind})`;
+    const staging = 'crash/staging';
+    const production = 'crash/prod';
+    const groups: MadePackage[][] = [];
+    for (let i = 0; i <= KILLS[target.kind]; i++)
+      groups.push([await pkg({ payloadBytes: 200_000 }), await pkg()]);
+    const all = groups.flat();
+    const stagingUrl = target.kind === 'registry' ? `oci://${registry.host}/${staging}` : target.url(staging);
+    await execute(
+      { command: 'upload', files: all.map((p) => p.path), to: stagingUrl, concurrency: 8 },
+      { reporter: silentReporter },
+    );
+    const validated = await execute(
+      {
+        command: 'validate',
+        from: stagingUrl,
+        artifacts: all.map((p) => ({ subdir: p.subdir, file: p.file, sha256: p.sha256 })),
+        recordKey: KEY,
+        concurrency: 8,
+      },
+      { reporter: silentReporter },
+    );
+    expect(validated.exitCode).toBe(0);
+    const promoteArgs = (packages: MadePackage[]) => [
+      'promote',
+      '--from',
+      target.url(staging),
+      '--to',
+      target.url(production),
+      ...artifactFlags(packages),
+      '--record-key',
+      KEY,
+    ];
+    const scale = await target.calibrate(promoteArgs(groups[KILLS[target.kind]]!));
+    const channel = target.channel(production);
+    for (let i = 0; i < KILLS[target.kind]; i++) {
+      const args = promoteArgs(groups[i]!);
+      count(name, await target.kill(args, scale));
+      await rerun(args, name);
+      const store = target.store(production);
+      expect(await checkPackages(store, channel, groups[i]!)).toEqual([]);
+      expect(await incomplete(store, repositoriesOf(channel, groups[i]!))).toEqual([]);
+    }
+    checkLayoutLeftovers(target, production, name);
+  });
+
+  test(`repodata, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
+    const name = `repodata (${target.kind})`;
+    const path = 'crash/index';
+    const channel = target.channel(path);
+    const uploadUrl = target.kind === 'registry' ? `oci://${registry.host}/${path}` : target.url(path);
+    const cacheDir = join(work, `cache-${target.kind}`);
+    const published: MadePackage[] = [];
+    const add = async (packages: MadePackage[]) => {
+      const up = await execute(
+        { command: 'upload', files: packages.map((p) => p.path), to: uploadUrl },
+        { reporter: silentReporter },
+      );
+      expect(up.exitCode).toBe(0);
+      published.push(...packages);
+    };
+    await add([await pkg(), await pkg({ subdir: 'noarch' }), await pkg({ ext: 'tar.bz2' })]);
+    const args = ['repodata', '--channel', target.url(path), '--cache-dir', cacheDir];
+    await runCli(args); // from scratch, then calibrated on a run with one new package, as below
+    await add([await pkg()]);
+    const scale = await target.calibrate(args);
+    const documents = ['linux-64', 'noarch'].flatMap((s) =>
+      ['mrepodata.json', 'mrepodata_from_packages.json', 'mcurrent_repodata.json', 'mrun_exports.json'].map(
+        (m) => channelRepository(channel, `${s}/${m}`),
+      ),
+    );
+    documents.push(channelRepository(channel, 'channeldata.json'));
+    for (let i = 0; i < KILLS[target.kind]; i++) {
+      // Something new each time, so that every run has documents to push.
+      await add([await pkg({ subdir: i % 3 === 0 ? 'noarch' : 'linux-64' })]);
+      // One tag list more every 13 runs or so: the calibration stays close.
+      count(name, await target.kill(args, scale + (target.kind === 'registry' ? i : 0)));
+      await rerun(args, name);
+      const store = target.store(path);
+      for (const subdir of ['linux-64', 'noarch']) {
+        const expected = published
+          .filter((p) => p.subdir === subdir)
+          .map((p) => p.file)
+          .sort();
+        expect(await latestRepodataFiles(store, channel, subdir), subdir).toEqual(expected);
+      }
+      // `latest` of every document is complete (older timestamp tags are checked once, below).
+      const problems = await Promise.all(documents.map((d) => tagProblem(store, d, 'latest')));
+      expect(problems.filter(Boolean)).toEqual([]);
+    }
+    checkLayoutLeftovers(target, path, name);
+    expect((await checkComplete(target.store(path), target.prefix(path))).problems).toEqual([]);
+  });
+});
+
+describe('locks of killed processes (oci-layout)', () => {
+  test("a lock left by a killed holder blocks nobody (the lock file, and an earlier version's lock directory)", async () => {
+    const channelDir = join(work, 'locks');
+    const packages = [await pkg(), await pkg()];
+    const channel = parseChannel(`oci-layout:${channelDir}`);
+    // A process that held the lock and was killed: its pid is dead now.
+    const deadPid = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
+      child.on('spawn', () => {
+        const pid = child.pid!;
+        child.kill('SIGKILL');
+        child.on('exit', () => resolve(pid));
+      });
+    });
+    for (const [i, p] of packages.entries()) {
+      const ref = packageReference(p.subdir, p.name, p.version, p.build);
+      const dir = join(channelDir, ...channelRepository(channel, ref.repository).split('/'));
+      mkdirSync(dir, { recursive: true });
+      if (i === 0) writeFileSync(join(dir, '.lock'), String(deadPid));
+      else {
+        mkdirSync(join(dir, '.lock'));
+        writeFileSync(join(dir, '.lock', 'owner'), String(deadPid));
+      }
+    }
+    const started = Date.now();
+    const run = await runCli(['upload', ...packages.map((p) => p.path), '--to', `oci-layout:${channelDir}`]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await checkPackages(new LayoutStore(channelDir), channel, packages)).toEqual([]);
+    expect(leftovers(channelDir).locks).toEqual([]);
+  });
+});
