@@ -17,6 +17,7 @@ import { RemoteStore } from '../src/oci/remote/store.js';
 import { expectedOf, fixturePath } from './helpers/fixtures.js';
 import { startGitHubStandIn, type GitHubStandIn } from './helpers/github-api.js';
 import { useRegistry } from './helpers/registry.js';
+import { testSecret } from './helpers/secrets.js';
 
 const core = vi.hoisted(() => {
   const calls: { method: string; args: unknown[] }[] = [];
@@ -81,10 +82,11 @@ vi.mock('@actions/core', async (importOriginal) => {
   };
 });
 
-const FEEDSTOCK = { username: 'demo-pkg-feedstock', password: 'feedstock-Secret-4711' };
-const WEBSERVICES = { username: 'webservices', password: 'webservices-Secret-0815' };
-const RECORD_KEY = 'record-key-Known-only-to-webservices';
-const TOKEN = 'ghs_actionTestToken9876543210';
+// Secrets hold the marker the suite-wide secret scan looks for (helpers/secrets.ts).
+const FEEDSTOCK = { username: 'demo-pkg-feedstock', password: testSecret('feedstock-Secret-4711') };
+const WEBSERVICES = { username: 'webservices', password: testSecret('webservices-Secret-0815') };
+const RECORD_KEY = testSecret('record-key-Known-only-to-webservices');
+const TOKEN = `ghs_${testSecret('actionTestToken')}`;
 const FEEDSTOCK_REPO = 'conda-forge/demo-pkg-feedstock';
 const WEBSERVICES_REPO = 'conda-forge/webservices';
 const SECRETS = [FEEDSTOCK.password, WEBSERVICES.password, RECORD_KEY, TOKEN];
