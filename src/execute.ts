@@ -7,6 +7,7 @@ import { upload } from './commands/upload.js';
 import { validate } from './commands/validate.js';
 import { openStore, type StoreOptions } from './oci/open-store.js';
 import { parseChannel, type Channel } from './oci/reference.js';
+import { RemoteStore } from './oci/remote/store.js';
 import type { Store } from './oci/storage.js';
 import type { CommandOptions } from './options.js';
 import { registerCredentials, registerSecret } from './redact.js';
@@ -48,7 +49,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
     return store;
   };
   const base = { reporter: env.reporter, tool: env.tool ?? TOOL, ...(env.now ? { now: env.now } : {}) };
-  try {
+  const run = async (): Promise<CommandResult> => {
     switch (options.command) {
       case 'upload': {
         const to = channel(options.to);
@@ -100,7 +101,11 @@ export async function execute(options: CommandOptions, env: Environment): Promis
       case 'clean': {
         const c = channel(options.channel);
         return await clean(
-          { channel: c, olderThanMs: options.olderThanMs, dryRun: options.dryRun === true },
+          {
+            channel: c,
+            olderThanMs: options.olderThanMs,
+            dryRun: options.dryRun === true,
+          },
           { ...base, store: open(c) },
         );
       }
@@ -119,7 +124,30 @@ export async function execute(options: CommandOptions, env: Environment): Promis
         );
       }
     }
+  };
+  try {
+    return withHttpCounters(await run(), stores);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }
+}
+
+/**
+ * Adds what the registry clients sent and received, counted on our side of the wire: `requests`
+ * (unless the command counted its own), `httpBytesSent` and `httpBytesReceived` (bodies).
+ */
+function withHttpCounters(result: CommandResult, stores: Store[]): CommandResult {
+  const remote = stores.filter((s): s is RemoteStore => s instanceof RemoteStore);
+  if (remote.length === 0) return result;
+  const total = { requests: 0, bytesSent: 0, bytesReceived: 0 };
+  for (const store of remote) {
+    const stats = store.client.http.stats;
+    total.requests += stats.requests;
+    total.bytesSent += stats.bytesSent;
+    total.bytesReceived += stats.bytesReceived;
+  }
+  result.summary.requests ??= total.requests;
+  result.summary.httpBytesSent = total.bytesSent;
+  result.summary.httpBytesReceived = total.bytesReceived;
+  return result;
 }

@@ -3,7 +3,10 @@
  * the staging channel in the CEP v1 layout. Blobs and manifests already there are not sent again;
  * one bad artifact does not stop the others.
  */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import {
   buildPackageArtifact,
@@ -11,15 +14,17 @@ import {
   readPackageManifest,
   type ProvenanceOptions,
 } from '../conda/artifact.js';
-import { packageReference, parseArtifactFileName } from '../conda/naming.js';
-import { readPackageFile, type PackageContents } from '../conda/package-reader.js';
+import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
+import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
 import { mapLimit } from '../oci/copy.js';
+import type { Digest } from '../oci/digest.js';
 import { describeError, InvalidReferenceError } from '../oci/errors.js';
+import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import { listReferrers } from '../oci/referrers.js';
 import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../oci/reference.js';
-import { fileSource, type Store } from '../oci/storage.js';
+import { fileSource, type Repository, type Store } from '../oci/storage.js';
 import { finish, formatBytes, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 
 export interface UploadOptions {
@@ -113,8 +118,8 @@ async function uploadOne(
   context: UploadContext,
 ): Promise<ArtifactResult> {
   const file = basename(path);
-  parseArtifactFileName(file);
-  const pkg = await readPackageFile(path);
+  const streamed = await readWhileUploading(path, parseArtifactFileName(file), options, context);
+  const pkg = streamed?.pkg ?? (await readPackageFile(path));
   const subdir = checkedSubdir(pkg, path);
   const ref = packageReference(subdir, pkg.index.name, pkg.index.version, pkg.index.build);
   const repositoryName = channelRepository(options.channel, ref.repository);
@@ -137,7 +142,7 @@ async function uploadOne(
     bytesSent: 0,
   };
 
-  const existing = await repository.resolve(ref.tag);
+  const existing = streamed ? streamed.existing : await repository.resolve(ref.tag);
   if (existing?.digest === artifact.descriptor.digest) {
     // A run cut off after the manifest and before the receipt left no receipt: write it now.
     if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0) {
@@ -177,10 +182,121 @@ async function uploadOne(
       : {}),
   });
   await pushReceipt(repository, artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
+  const bytesSent = outcome.bytesSent + (streamed?.bytesSent ?? 0);
   context.reporter.info(
-    `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(outcome.bytesSent)} sent)`,
+    `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(bytesSent)} sent)`,
   );
-  return { ...result, bytesSent: outcome.bytesSent };
+  return { ...result, bytesSent };
+}
+
+/** Packages at least this large are sent while they are read (see readWhileUploading). */
+export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
+
+/**
+ * A large package that is not staged yet, whose repository is known before it is read, is read
+ * once: each piece of the file goes to the registry (one PATCH) and through the package reader
+ * (hashes, checks), and the upload is closed with the digest once the reader has it. Hashing and
+ * checking 500 MB take ~2 s of CPU: done before the upload, as for other packages, they added
+ * ~40% to its time. The repository needs the subdir, which index.json names at the end of the
+ * file: this path is taken when the file's directory names it (conda-build and rattler-build
+ * write `<subdir>/<file>`; an index.json that names another subdir is refused anyway).
+ *
+ * Nothing is stored unless the package reads without a problem (else the session is cancelled and
+ * the ordinary path reads the file again and reports the problem as it always does). If the
+ * registry refuses the stream, the package as read is uploaded the ordinary way.
+ *
+ * Returns undefined where this does not apply; else the package, the tag's current descriptor
+ * (undefined: a tag already there takes the ordinary path) and the bytes sent.
+ */
+async function readWhileUploading(
+  path: string,
+  name: ArtifactFileName,
+  options: UploadOptions,
+  context: UploadContext,
+): Promise<{ pkg: PackageContents; existing: Descriptor | undefined; bytesSent: number } | undefined> {
+  const subdir = subdirHint(path);
+  if (subdir === undefined) return undefined;
+  const size = await stat(path).then(
+    (s) => s.size,
+    () => 0, // the ordinary path reports the file's problem
+  );
+  if (size < STREAMED_UPLOAD_MIN) return undefined;
+  const ref = packageReference(subdir, name.name, name.version, name.build);
+  const repository: Repository = context.store.repository(channelRepository(options.channel, ref.repository));
+  if (!repository.pushBlobStream || (await repository.resolve(ref.tag))) return undefined;
+
+  const file = basename(path);
+  const outgoing = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  let settle!: { resolve: (digest: Digest) => void; reject: (err: unknown) => void };
+  const digest = new Promise<Digest>((resolve, reject) => (settle = { resolve, reject }));
+  digest.catch(() => undefined); // the upload sees the rejection
+  const upload = repository
+    .pushBlobStream({ size, stream: outgoing, digest })
+    .catch((err: unknown) => ({ failed: err }));
+  const input = createReadStream(path, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
+  const progress = context.reporter.progress;
+  let pkg: PackageContents;
+  try {
+    pkg = await readPackage(
+      tee(input, outgoing, progress ? (n) => progress(file, n, size) : undefined),
+      file,
+    );
+  } catch (err) {
+    settle.reject(err);
+    outgoing.destroy(err as Error); // fails the PATCH, whose body would otherwise wait for the rest
+    await upload;
+    return undefined;
+  }
+  if (pkg.index.subdir !== subdir || pkg.size !== size) {
+    settle.reject(new PackageError(file, 'not the package its directory and size announced'));
+    await upload;
+    return { pkg, existing: undefined, bytesSent: 0 }; // checkedSubdir says what is wrong
+  }
+  settle.resolve(`sha256:${pkg.sha256}`);
+  const outcome = await upload;
+  if ('failed' in outcome) {
+    context.reporter.info(
+      `${file}: the registry did not take it streamed (${describeError(outcome.failed)}); sending it again`,
+    );
+    return { pkg, existing: undefined, bytesSent: 0 };
+  }
+  return { pkg, existing: undefined, bytesSent: outcome.bytesSent };
+}
+
+/**
+ * Yields the pieces of `source`, each after handing it to `outgoing` and waiting while that is
+ * full, so the reader never runs far ahead of the upload; once `outgoing` is gone (the upload
+ * failed) the reader alone sets the pace.
+ */
+async function* tee(
+  source: Readable,
+  outgoing: PassThrough,
+  onProgress: ((bytes: number) => void) | undefined,
+): AsyncGenerator<Buffer> {
+  let read = 0;
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      if (!outgoing.destroyed && !outgoing.write(chunk)) await drainedOrClosed(outgoing);
+      read += chunk.length;
+      onProgress?.(read);
+      yield chunk;
+    }
+    if (!outgoing.destroyed) outgoing.end();
+  } finally {
+    source.destroy();
+  }
+}
+
+function drainedOrClosed(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {

@@ -20,7 +20,13 @@ export function fileSource(path: string, size: number): BlobSource {
   // 4 MiB reads: a quarter of the buffers (and of the GC work) of 1 MiB reads, measured ~12% less CPU.
   return {
     size,
-    open: (offset) => createReadStream(path, { start: offset, highWaterMark: 4 * 1024 * 1024 }),
+    // `end`: without it every read allocates the full 4 MiB, however small the file.
+    open: (offset) =>
+      createReadStream(path, {
+        start: offset,
+        ...(size > 0 ? { end: size - 1 } : {}),
+        highWaterMark: 4 * 1024 * 1024,
+      }),
   };
 }
 
@@ -48,6 +54,19 @@ export interface PushBlobOptions {
   mountFrom?: string;
   /** Told of the bytes sent so far, for progress output. */
   onProgress?: (bytesSent: number) => void;
+}
+
+/**
+ * A blob that is read once and whose digest is known only when it has been read to the end: a
+ * package hashed and checked while it is sent, so that the file is read once and the hashing
+ * overlaps the transfer instead of preceding it.
+ */
+export interface StreamedBlob {
+  size: number;
+  /** The bytes, `size` of them; read once. */
+  stream: Readable;
+  /** Settles once the bytes have been read to the end: their digest, or why to abandon the upload. */
+  digest: Promise<Digest>;
 }
 
 export interface FetchedManifest {
@@ -85,6 +104,13 @@ export interface Repository {
     content: BlobContent,
     options?: PushBlobOptions,
   ): Promise<PushOutcome>;
+
+  /**
+   * Optional: stores a StreamedBlob in one pass. Nothing is stored unless `digest` resolves and
+   * the bytes received hash to it. No retry (the stream cannot be read again): on any failure it
+   * throws, and the caller pushes the blob with pushBlob.
+   */
+  pushBlobStream?(blob: StreamedBlob): Promise<PushOutcome & { digest: Digest }>;
 
   /** The manifest descriptor a tag or digest resolves to, or undefined. */
   resolve(reference: string): Promise<Descriptor | undefined>;

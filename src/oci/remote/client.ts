@@ -24,7 +24,7 @@ import {
   MANIFEST_MEDIA_TYPES,
   MEDIA_TYPE_OCI_INDEX,
 } from '../media-types.js';
-import type { BlobContent, BlobSource, PushBlobOptions, PushOutcome } from '../storage.js';
+import type { BlobContent, BlobSource, PushBlobOptions, PushOutcome, StreamedBlob } from '../storage.js';
 import { bytesSource } from '../storage.js';
 import { isLoopbackHost } from '../reference.js';
 import { Authenticator, CATALOG_SCOPE, repositoryScope, type Credentials, type Scope } from './auth.js';
@@ -85,6 +85,8 @@ export class RegistryClient {
   private readonly maxRedirects: number;
   private readonly listLimit: number;
   private referrersMissing = false;
+  /** The registry refused a streamed upload (a PATCH of the whole blob): don't ask again. */
+  private streamRefused = false;
   /** `from -> to` pairs whose mount the registry refused for lack of access. */
   private readonly mountRefused = new Set<string>();
 
@@ -326,15 +328,93 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Uploads a blob whose digest is known only once it has been read (see StreamedBlob): POST a
+   * session, one PATCH with the whole stream, and the closing PUT with the digest. No retry: the
+   * stream can be read once, so on any failure the session is cancelled and the error thrown, and
+   * the caller uploads the ordinary way. A registry that caps PATCH bodies (GHCR: 4 MiB) answers
+   * 413/416, after which this client does not stream to it again.
+   */
+  async pushBlobStream(repository: string, blob: StreamedBlob): Promise<PushOutcome & { digest: Digest }> {
+    let session: URL | undefined;
+    try {
+      if (this.streamRefused) throw new UnsupportedError(`${this.host} refused a streamed upload before`);
+      if (blob.size <= 0) throw new ProtocolError('a streamed upload needs a known, non-zero size');
+      const scopes = [repositoryScope(repository, 'pull,push')];
+      const started = await this.http.withRetry(`POST /v2/${repository}/blobs/uploads/`, () =>
+        this.startUpload(repository, undefined, undefined),
+      );
+      if (started === 'mounted') throw new ProtocolError('a plain upload session was answered as a mount');
+      session = started;
+      let sent = false;
+      const response = await this.exchange({
+        method: 'PATCH',
+        url: session,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(blob.size),
+          'content-range': `0-${blob.size - 1}`,
+        },
+        body: () => {
+          // A second call would be the retry after a 401: the bytes are gone.
+          if (sent) throw new ProtocolError('a streamed blob cannot be sent twice');
+          sent = true;
+          return blob.stream;
+        },
+        scopes,
+        expect: [202],
+      });
+      await discard(response.body);
+      session = this.location(response, session);
+      const end = rangeEnd(response.headers.range);
+      if (end !== undefined && end + 1 !== blob.size)
+        throw new ProtocolError(
+          `${redactUrl(session)} acknowledged ${end + 1} of the ${blob.size} bytes streamed to it`,
+        );
+      const digest = await blob.digest;
+      const url = this.withDigest(session, digest);
+      const closing = await this.exchange({
+        method: 'PUT',
+        url,
+        headers: { 'content-length': '0' },
+        scopes,
+        expect: [201],
+      });
+      await discard(closing.body);
+      this.checkDigestHeader(closing, digest, url);
+      return { action: 'uploaded', bytesSent: blob.size, digest };
+    } catch (err) {
+      if (err instanceof RegistryError && [400, 413, 416].includes(err.status)) this.streamRefused = true;
+      blob.stream.destroy();
+      if (session) await this.cancelUpload(repository, session);
+      throw err;
+    }
+  }
+
+  /** Best effort: DELETE of an upload session, so the registry drops what it received. */
+  private async cancelUpload(repository: string, session: URL): Promise<void> {
+    try {
+      const response = await this.exchange({
+        method: 'DELETE',
+        url: session,
+        scopes: [repositoryScope(repository, 'pull,push')],
+        expect: [200, 202, 204, 404],
+      });
+      await discard(response.body);
+    } catch {
+      // the registry purges abandoned sessions itself
+    }
+  }
+
   /** POST that opens an upload session; with `mountFrom`, a mount request (201 = mounted). */
   private async startUpload(
     repository: string,
-    digest: Digest,
+    digest: Digest | undefined,
     mountFrom: string | undefined,
   ): Promise<URL | 'mounted'> {
     const url = this.url(`/v2/${repository}/blobs/uploads/`);
     const scopes = [repositoryScope(repository, 'pull,push')];
-    if (mountFrom) {
+    if (mountFrom && digest) {
       url.searchParams.set('mount', digest);
       url.searchParams.set('from', mountFrom);
       scopes.push(repositoryScope(mountFrom, 'pull'));

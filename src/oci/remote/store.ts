@@ -16,6 +16,7 @@ import type {
   PushOutcome,
   Repository,
   Store,
+  StreamedBlob,
 } from '../storage.js';
 import { readBody } from './http.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
@@ -107,6 +108,10 @@ class RemoteRepository implements Repository {
     options?: PushBlobOptions,
   ): Promise<PushOutcome> {
     return this.client.pushBlob(this.name, descriptor, content, options);
+  }
+
+  pushBlobStream(blob: StreamedBlob): Promise<PushOutcome & { digest: Digest }> {
+    return this.client.pushBlobStream(this.name, blob);
   }
 
   resolve(reference: string): Promise<Descriptor | undefined> {
