@@ -15,6 +15,7 @@ import { describeError, InvalidReferenceError } from './oci/errors.js';
 import type { CommandOptions, CommonOptions } from './options.js';
 import { redact } from './redact.js';
 import { parseLayout, type Layout } from './commands/v0-compat.js';
+import { SERVE_SUMMARY, serveMain } from './serve/cli.js';
 import { UsageError } from './usage.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
@@ -268,6 +269,7 @@ function help(): string {
     'Commands:',
   ];
   for (const [name, spec] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${spec.summary}`);
+  lines.push(`  ${'serve'.padEnd(10)} ${SERVE_SUMMARY}`);
   lines.push(
     '',
     'Channels: oci://<host>[:<port>]/<path>[/label/<label>] or oci-layout:<dir>',
@@ -331,6 +333,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${TOOL}\n`);
     return 0;
   }
+  // A long-running server, not a command with a result document (and not an action command).
+  if (name === 'serve') return serveMain(rest);
   const spec = COMMANDS[name];
   if (!spec) {
     process.stderr.write(`conda-oci: unknown command "${name}"\n\n${help()}\n`);
