@@ -7,7 +7,7 @@
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
 import { sameInfoTarball } from '../conda/info-compare.js';
 import { packageReference, parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
-import { PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
+import { DEFAULT_LIMITS, PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
 import {
   ANNOTATION_VALIDATION_RESULT,
   ARTIFACT_TYPE_VALIDATION,
@@ -15,7 +15,7 @@ import {
   type ValidationRecord,
 } from '../conda/records.js';
 import { mapLimit } from '../oci/copy.js';
-import { digestOf, type Digest } from '../oci/digest.js';
+import { digestHex, digestOf, type Digest } from '../oci/digest.js';
 import { describeError, DigestMismatchError, NotFoundError, SizeLimitError } from '../oci/errors.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
@@ -241,7 +241,11 @@ async function checkContent(
     const shielded: AsyncIterable<Uint8Array> = {
       [Symbol.asyncIterator]: () => ({ next: () => blob!.next() }),
     };
-    pkg = await readPackage(shielded, request.file);
+    // openBlob verifies size and digest (the claimed one, checked above) as the bytes arrive and
+    // fails at the end unless they match: the reader need not hash them again.
+    pkg = await readPackage(shielded, request.file, DEFAULT_LIMITS, {
+      verifiedSha256: digestHex(info.packageLayer.digest as Digest),
+    });
   } catch (err) {
     // Bytes altered on the way would otherwise be blamed on the package: read the same download
     // to its end, where the digest is checked.
