@@ -238,32 +238,39 @@ describe('what the gateway serves', () => {
     expect(cached.status).toBe(304);
   });
 
-  test('Range: a slice, an open end, a suffix, 416 past the end, If-Range that does not match', async () => {
-    const pkg = STORED.find((e) => e.filename.startsWith('libgcc-'))!;
-    const bytes = readFileSync(fixturePath(pkg.filename));
-    const url = `${gateway.url}${pkg.subdir}/${pkg.filename}`;
-    const part = await get(url, { range: 'bytes=100-1099' });
-    expect(part.status).toBe(206);
-    expect(part.headers['content-range']).toBe(`bytes 100-1099/${pkg.size}`);
-    expect(part.body.equals(bytes.subarray(100, 1100))).toBe(true);
-    const tail = await get(url, { range: `bytes=${pkg.size - 10}-` });
-    expect(tail.status).toBe(206);
-    expect(tail.body.equals(bytes.subarray(pkg.size - 10))).toBe(true);
-    const suffix = await get(url, { range: 'bytes=-7' });
-    expect(suffix.body.equals(bytes.subarray(pkg.size - 7))).toBe(true);
-    const past = await get(url, { range: `bytes=${pkg.size}-` });
-    expect(past.status).toBe(416);
-    expect(past.headers['content-range']).toBe(`bytes */${pkg.size}`);
-    const stale = await get(url, { range: 'bytes=0-9', 'if-range': '"sha256:other"' });
-    expect(stale.status).toBe(200);
-    expect(stale.body.equals(bytes)).toBe(true);
-    const fresh = await get(url, { range: 'bytes=0-9', 'if-range': `"sha256:${pkg.sha256}"` });
-    expect(fresh.status).toBe(206);
-    // Ranges of metadata too.
-    const meta = await get(`${gateway.url}noarch/repodata.json.zst`);
-    const metaPart = await get(`${gateway.url}noarch/repodata.json.zst`, { range: 'bytes=4-20' });
-    expect(metaPart.body.equals(meta.body.subarray(4, 21))).toBe(true);
-  });
+  test.each([
+    ['from memory', {}],
+    ['streamed', { packageCacheBytes: 0 }],
+  ] as const)(
+    'Range (%s): a slice, an open end, a suffix, 416 past the end, If-Range that does not match',
+    async (_, options) => {
+      const gateway = await startGateway(options);
+      const pkg = STORED.find((e) => e.filename.startsWith('libgcc-'))!;
+      const bytes = readFileSync(fixturePath(pkg.filename));
+      const url = `${gateway.url}${pkg.subdir}/${pkg.filename}`;
+      const part = await get(url, { range: 'bytes=100-1099' });
+      expect(part.status).toBe(206);
+      expect(part.headers['content-range']).toBe(`bytes 100-1099/${pkg.size}`);
+      expect(part.body.equals(bytes.subarray(100, 1100))).toBe(true);
+      const tail = await get(url, { range: `bytes=${pkg.size - 10}-` });
+      expect(tail.status).toBe(206);
+      expect(tail.body.equals(bytes.subarray(pkg.size - 10))).toBe(true);
+      const suffix = await get(url, { range: 'bytes=-7' });
+      expect(suffix.body.equals(bytes.subarray(pkg.size - 7))).toBe(true);
+      const past = await get(url, { range: `bytes=${pkg.size}-` });
+      expect(past.status).toBe(416);
+      expect(past.headers['content-range']).toBe(`bytes */${pkg.size}`);
+      const stale = await get(url, { range: 'bytes=0-9', 'if-range': '"sha256:other"' });
+      expect(stale.status).toBe(200);
+      expect(stale.body.equals(bytes)).toBe(true);
+      const fresh = await get(url, { range: 'bytes=0-9', 'if-range': `"sha256:${pkg.sha256}"` });
+      expect(fresh.status).toBe(206);
+      // Ranges of metadata too.
+      const meta = await get(`${gateway.url}noarch/repodata.json.zst`);
+      const metaPart = await get(`${gateway.url}noarch/repodata.json.zst`, { range: 'bytes=4-20' });
+      expect(metaPart.body.equals(meta.body.subarray(4, 21))).toBe(true);
+    },
+  );
 
   test('every fixture downloads by its file name, however the name is escaped', async () => {
     for (const e of STORED) {
@@ -346,7 +353,7 @@ describe('what the gateway serves', () => {
   });
 
   test('concurrent downloads over a bounded number of registry streams all complete', async () => {
-    const small = await startGateway({ concurrency: 2 });
+    const small = await startGateway({ concurrency: 2, packageCacheBytes: 0 });
     const all = await Promise.all(
       [...STORED, ...STORED, ...STORED].map(
         async (e) => sha256((await get(`${small.url}${e.subdir}/${e.filename}`)).body) === e.sha256,
@@ -418,7 +425,10 @@ describe('credentials stay on the server', () => {
   });
 });
 
-test('a blob the registry alters in transit: the transfer breaks (or 502), never a clean 200', async () => {
+test.each([
+  ['read whole into memory: 502', {}, ['status 502']],
+  ['streamed: the transfer breaks', { packageCacheBytes: 0 }, ['broken', 'status 502']],
+] as const)('a blob the registry alters in transit, %s, never a clean 200', async (_, options, outcomes) => {
   const proxy = await startProxy(open.url);
   try {
     const channel = `oci://${proxy.host}/faulty/ch`;
@@ -428,7 +438,7 @@ test('a blob the registry alters in transit: the transfer breaks (or 502), never
     const warnings: string[] = [];
     try {
       const server = await serve(
-        { channel: parseChannel(channel), listen: '127.0.0.1:0' },
+        { channel: parseChannel(channel), listen: '127.0.0.1:0', ...options },
         { store: faultyStore, reporter: { info() {}, warn: (m) => warnings.push(m) }, anonymous: true },
       );
       running.push(server);
@@ -446,7 +456,7 @@ test('a blob the registry alters in transit: the transfer breaks (or 502), never
         },
         () => 'broken',
       );
-      expect(['broken', 'status 502']).toContain(outcome);
+      expect(outcomes).toContain(outcome);
       expect(warnings.join('\n')).toMatch(/sha256|digest/i);
     } finally {
       await faultyStore.close();

@@ -14,7 +14,7 @@ import { redact, registerCredentials, registerSecret } from '../redact.js';
 
 export const SERVE_USAGE =
   'serve --channel <channel> [--listen 127.0.0.1:8000] [--base-path /PATH] [--label L] [--redirect]\n' +
-  '      [--ttl SECONDS] [--max-age SECONDS] [--cache-mb MB] [--concurrency N] [--plain-http]';
+  '      [--ttl SECONDS] [--max-age SECONDS] [--cache-mb MB] [--package-cache-mb MB] [--concurrency N] [--plain-http]';
 
 export const SERVE_SUMMARY =
   'serve a channel read-only over HTTP as an ordinary conda channel (repodata, shards, packages)';
@@ -30,6 +30,7 @@ ${SERVE_SUMMARY}.
   --ttl S           how long a resolved repodata stays current before the registry is asked again (default 30)
   --max-age S       Cache-Control max-age of repodata and the shard index (default 60)
   --cache-mb MB     memory for repodata and shards (default 256)
+  --package-cache-mb MB  memory for package files; those up to 1/16 of it are served from memory (default 256, 0: stream all)
   --concurrency N   registry requests and package streams at once (default 16)
 Pull credentials: --username/--password, CONDA_OCI_USERNAME/CONDA_OCI_PASSWORD, or the docker config auths.
 They stay in this process; with credentials --redirect never hands out a registry URL.`;
@@ -66,6 +67,7 @@ export async function serveMain(args: string[], options: ServeMainOptions = {}):
         ttl: { type: 'string' },
         'max-age': { type: 'string' },
         'cache-mb': { type: 'string' },
+        'package-cache-mb': { type: 'string' },
         concurrency: { type: 'string' },
         username: { type: 'string' },
         password: { type: 'string' },
@@ -104,6 +106,7 @@ export async function serveMain(args: string[], options: ServeMainOptions = {}):
     const ttl = positive(values.ttl, 'ttl', 86_400);
     const maxAge = positive(values['max-age'], 'max-age', 31_536_000);
     const cacheMb = positive(values['cache-mb'], 'cache-mb', 1 << 20);
+    const packageCacheMb = positive(values['package-cache-mb'], 'package-cache-mb', 1 << 20);
     try {
       running = await serve(
         {
@@ -114,6 +117,9 @@ export async function serveMain(args: string[], options: ServeMainOptions = {}):
           ...(ttl !== undefined ? { metadataTtlMs: ttl * 1000 } : {}),
           ...(maxAge !== undefined ? { repodataMaxAge: Math.floor(maxAge) } : {}),
           ...(cacheMb !== undefined ? { cacheBytes: Math.floor(cacheMb * 1024 * 1024) } : {}),
+          ...(packageCacheMb !== undefined
+            ? { packageCacheBytes: Math.floor(packageCacheMb * 1024 * 1024) }
+            : {}),
           concurrency: Math.max(1, Math.floor(concurrency)),
         },
         { store, reporter, anonymous },

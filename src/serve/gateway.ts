@@ -57,6 +57,11 @@ export interface GatewayOptions {
   repodataMaxAge?: number;
   /** Memory for metadata layers and shards. Default 256 MiB. */
   cacheBytes?: number;
+  /**
+   * Memory for package blobs: packages up to 1/16 of it are read whole (verified), kept by
+   * digest and served from memory; larger ones are streamed. Default 256 MiB; 0 streams all.
+   */
+  packageCacheBytes?: number;
   /** Registry exchanges and streamed packages at once. Default 16. */
   concurrency?: number;
   /** Redirect package downloads to the registry where that needs no credentials at all. */
@@ -103,8 +108,9 @@ interface Representation {
   cacheControl: string;
   contentEncoding?: string;
   vary?: string;
+  /** The bytes: there, to be loaded (not for HEAD or 304), or to be streamed (verified). */
   bytes?: Uint8Array;
-  /** Opens the whole representation as a verified stream (for blobs). */
+  load?: () => Promise<Uint8Array>;
   open?: () => Promise<Readable>;
 }
 
@@ -141,7 +147,9 @@ export class Gateway {
   private readonly registryLimit: Semaphore;
   private readonly layers: LruCache<Uint8Array>;
   private readonly shardSets: LruCache<ShardSet>;
+  private readonly blobs: LruCache<Uint8Array>;
   private readonly maxCachedLayer: number;
+  private readonly maxCachedPackage: number;
   private readonly latestByRepository = new Map<string, Timed<Latest | undefined>>();
   private readonly packages = new Map<string, Timed<PackageManifestInfo | undefined>>();
   /** Shard set keys per subdir repository, newest last (older ones serve clients with an older index). */
@@ -161,6 +169,9 @@ export class Gateway {
     this.maxCachedLayer = Math.floor(cacheBytes / 4);
     this.layers = new LruCache(Math.floor(cacheBytes / 2), (b) => b.length);
     this.shardSets = new LruCache(Math.floor(cacheBytes / 2), (s) => s.bytes);
+    const packageCacheBytes = options.packageCacheBytes ?? 256 * 1024 * 1024;
+    this.blobs = new LruCache(packageCacheBytes, (b) => b.length);
+    this.maxCachedPackage = Math.floor(packageCacheBytes / 16);
     this.now = context.now ?? Date.now;
     this.basePath = (options.basePath ?? '').replace(/\/+$/, '');
   }
@@ -322,19 +333,17 @@ export class Gateway {
   private async layerBody(
     repositoryName: string,
     layer: Descriptor,
-  ): Promise<Pick<Representation, 'etag' | 'size' | 'bytes' | 'open'>> {
+  ): Promise<Pick<Representation, 'etag' | 'size' | 'load' | 'open'>> {
     const etag = etagOf(layer.digest);
-    if (layer.size > this.maxCachedLayer) {
-      return {
-        etag,
-        size: layer.size,
-        open: () => this.context.store.repository(repositoryName).openBlob(layer),
-      };
-    }
-    const bytes = await this.layers.get(layer.digest, () =>
-      this.registry(() => this.context.store.repository(repositoryName).readBlob(layer, METADATA_LIMIT)),
-    );
-    return { etag, size: bytes.length, bytes };
+    const repository = this.context.store.repository(repositoryName);
+    if (layer.size > this.maxCachedLayer)
+      return { etag, size: layer.size, open: () => repository.openBlob(layer) };
+    return {
+      etag,
+      size: layer.size,
+      load: () =>
+        this.layers.get(layer.digest, () => this.registry(() => repository.readBlob(layer, METADATA_LIMIT))),
+    };
   }
 
   // ---- shards -----------------------------------------------------------------------------
@@ -356,8 +365,9 @@ export class Gateway {
       this.recentShardSets.set(repositoryName, recent);
     }
     return this.shardSets.get(key, async () => {
+      const body = await this.layerBody(repositoryName, layer);
       const json =
-        (await this.layerBody(repositoryName, layer)).bytes ??
+        (await body.load?.()) ??
         (await this.registry(() =>
           this.context.store.repository(repositoryName).readBlob(layer, METADATA_LIMIT),
         ));
@@ -463,12 +473,18 @@ export class Gateway {
     if (this.options.redirect && (await this.blobIsPublic(repositoryName, layer.digest as Digest))) {
       return { location: this.blobUrl(repositoryName, layer.digest) };
     }
+    const repository = this.context.store.repository(repositoryName);
     return {
       etag: etagOf(layer.digest),
       size: layer.size,
       contentType: 'application/octet-stream',
       cacheControl: IMMUTABLE,
-      open: () => this.context.store.repository(repositoryName).openBlob(layer),
+      ...(layer.size <= this.maxCachedPackage
+        ? {
+            load: () =>
+              this.blobs.get(layer.digest, () => this.registry(() => repository.readBlob(layer, layer.size))),
+          }
+        : { open: () => repository.openBlob(layer) }),
     };
   }
 
@@ -541,9 +557,10 @@ export class Gateway {
       res.end();
       return;
     }
-    if (rep.bytes) {
+    const bytes = rep.bytes ?? (await rep.load?.());
+    if (bytes) {
       res.writeHead(status, headers);
-      res.end(rep.bytes.subarray(start, end + 1));
+      res.end(bytes.subarray(start, end + 1));
       return;
     }
     await this.stream(res, rep, status, headers, start, end);
