@@ -60,6 +60,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
             provenance: { source: options.source, revision: options.revision },
             ...(options.run ? { run: options.run } : {}),
             ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+            ...(options.layout ? { layout: options.layout } : {}),
           },
           { ...base, store: open(to) },
         );
@@ -79,6 +80,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
             ...(options.recordKey ? { recordKey: options.recordKey } : {}),
             ...(options.requester ? { requester: options.requester } : {}),
             ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+            ...(options.layout ? { layout: options.layout } : {}),
           },
           { ...base, staging, ...(production ? { production: open(production) } : {}) },
         );
@@ -94,6 +96,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
             deleteStaged: options.deleteStaged === true,
             ...(options.recordKey ? { recordKey: options.recordKey } : {}),
             ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+            ...(options.layout ? { layout: options.layout } : {}),
           },
           { reporter: env.reporter, staging: open(from), production: open(to) },
         );
@@ -105,6 +108,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
             channel: c,
             olderThanMs: options.olderThanMs,
             dryRun: options.dryRun === true,
+            ...(options.layout ? { layout: options.layout } : {}),
           },
           { ...base, store: open(c) },
         );
@@ -119,6 +123,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
             ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
             ...(options.verify ? { verify: true } : {}),
             ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+            ...(options.layout ? { layout: options.layout } : {}),
           },
           { reporter: env.reporter, store: open(c), ...(env.now ? { now: env.now } : {}) },
         );

@@ -26,6 +26,7 @@ import { listReferrers } from '../oci/referrers.js';
 import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../oci/reference.js';
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
 import { finish, formatBytes, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { stageV0, type Layout } from './v0-compat.js';
 
 export interface UploadOptions {
   /** Paths or glob patterns. */
@@ -38,6 +39,8 @@ export interface UploadOptions {
   concurrency?: number;
   /** Base directory for relative paths and patterns. */
   cwd?: string;
+  /** `both`: also put each artifact under its v0 name (see v0-compat.ts). Default v1. */
+  layout?: Layout;
 }
 
 export interface UploadContext {
@@ -90,7 +93,10 @@ export async function upload(options: UploadOptions, context: UploadContext): Pr
       } satisfies ArtifactResult;
     }
     try {
-      return await uploadOne(path, options, context);
+      const result = await uploadOne(path, options, context);
+      return options.layout === 'both'
+        ? await stageV0(result, options.channel, context.store, context.reporter)
+        : result;
     } catch (err) {
       const result: ArtifactResult = {
         subdir: subdirHint(path) ?? '',
