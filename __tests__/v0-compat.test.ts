@@ -19,7 +19,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { zstdDecompress } from '../src/compress.js';
 import { silentReporter, type CommandResult, type Reporter } from '../src/commands/report.js';
+import { main } from '../src/cli-main.js';
+import { parseLayout } from '../src/commands/v0-compat.js';
 import { execute } from '../src/execute.js';
+import { readInputs } from '../src/inputs.js';
 import type { CommandOptions } from '../src/options.js';
 import { EXPECTED, fixturePath } from './helpers/fixtures.js';
 import { makePackage, type MadePackage } from './helpers/packages.js';
@@ -517,5 +520,44 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
     expect(cleaned.artifacts.map((a) => `${a.file}:${a.status}`)).toEqual([`${cmake.file}:deleted`]);
     expect(await tagDigest('sc/c/linux-64/ccmake', '3.1-h0')).toBeNull();
     expect(await tagDigest('sc/c/linux-64/cmake', '3.1-h0')).toBeNull();
+  });
+});
+
+describe('the layout option', () => {
+  test('parseLayout: v1 and both, nothing else', () => {
+    expect(parseLayout('v1')).toBe('v1');
+    expect(parseLayout(' Both ')).toBe('both');
+    expect(() => parseLayout('v0')).toThrow(/layout must be v1 or both, not "v0"/);
+  });
+
+  test('action input layout: both is passed to the command, v1 is the default, others are refused', () => {
+    const inputs = { INPUT_COMMAND: 'repodata', INPUT_CHANNEL: 'oci-layout:/tmp/nowhere' };
+    const read = (extra: Record<string, string>) => {
+      Object.assign(process.env, inputs, extra);
+      try {
+        return readInputs();
+      } finally {
+        for (const key of [...Object.keys(inputs), ...Object.keys(extra)]) delete process.env[key];
+      }
+    };
+    expect(read({ INPUT_LAYOUT: 'both' }).options).toMatchObject({ command: 'repodata', layout: 'both' });
+    expect(read({ INPUT_LAYOUT: 'v1' }).options).not.toHaveProperty('layout');
+    expect(read({}).options).not.toHaveProperty('layout');
+    expect(() => read({ INPUT_LAYOUT: 'v2' })).toThrow(/input layout: layout must be v1 or both/);
+  });
+
+  test('CLI: --layout other than v1 or both is a usage error (exit 2)', async () => {
+    const stderr = process.stderr.write;
+    let written = '';
+    process.stderr.write = ((chunk: string) => {
+      written += chunk;
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      expect(await main(['repodata', '--channel', 'oci-layout:/tmp/nowhere', '--layout', 'v0'])).toBe(2);
+    } finally {
+      process.stderr.write = stderr;
+    }
+    expect(written).toMatch(/--layout must be v1 or both, not "v0"/);
   });
 });
