@@ -152,13 +152,20 @@ describe('uploads', () => {
 
     await expectStored('upload/chunked', content.bytes);
     await expectStored('upload/monolithic', content.bytes);
-    // Pushing again sends nothing.
+    // Pushing again sends nothing: a client that does not know the blob is there asks (HEAD);
+    // the one that stored it does not even ask.
+    proxy.clearRecords();
+    expect(await client().pushBlob('upload/chunked', content.descriptor, content.bytes)).toEqual({
+      action: 'exists',
+      bytesSent: 0,
+    });
+    expect(proxy.count()).toBe(1);
     proxy.clearRecords();
     expect(await chunked.pushBlob('upload/chunked', content.descriptor, content.bytes)).toEqual({
       action: 'exists',
       bytesSent: 0,
     });
-    expect(proxy.count()).toBe(1);
+    expect(proxy.count()).toBe(0);
   });
 
   test('a chunked upload cut between chunks resumes from the offset the registry reports', async () => {
@@ -481,6 +488,33 @@ describe('cross-repository mount', () => {
     expect(proxy.count({ method: 'POST', status: 202 })).toBe(1);
     expect(proxy.bytes({ method: 'PUT' }).request).toBe(data.bytes.length);
     await expectStored('mount/dst2', data.bytes);
+  });
+
+  test('a blob this client stored elsewhere on the registry is mounted from there, unasked', async () => {
+    const data = blob(2000);
+    const c = client();
+    await c.pushBlob('known/a', data.descriptor, data.bytes);
+    proxy.clearRecords();
+    const outcome = await c.pushBlob('known/b', data.descriptor, data.bytes);
+    expect(outcome).toEqual({ action: 'mounted', bytesSent: 0 });
+    expect(proxy.count()).toBe(1);
+    expect(proxy.count({ method: 'POST', path: /[?&]from=known%2Fa/, status: 201 })).toBe(1);
+    await expectStored('known/b', data.bytes);
+  });
+
+  test('a declined mount of a blob already there: the session is cancelled, nothing sent', async () => {
+    const data = blob(3000);
+    const c = client();
+    await c.pushBlob('declined/src', data.descriptor, data.bytes);
+    await client().pushBlob('declined/dst', data.descriptor, data.bytes);
+    proxy.clearRecords();
+    proxy.on({ method: 'POST', path: /[?&]mount=/ }, actions.refuseMount());
+    const outcome = await c.pushBlob('declined/dst', data.descriptor, data.bytes, {
+      mountFrom: 'declined/src',
+    });
+    expect(outcome).toEqual({ action: 'exists', bytesSent: 0 });
+    expect(proxy.count({ method: 'DELETE', path: /\/blobs\/uploads\// })).toBe(1);
+    expect(proxy.bytes().request).toBe(0);
   });
 
   test('a blob the source does not hold: the registry answers 202 and it is uploaded', async () => {

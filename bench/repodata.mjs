@@ -2,7 +2,7 @@
 /**
  * Scale benchmark of `conda-oci repodata` (issue 5).
  *
- *   node bench/repodata.mjs [--artifacts 20000] [--names 2000] [--concurrency 32] [--keep]
+ *   node bench/repodata.mjs [--artifacts 20000] [--names 2000] [--concurrency 32] [--keep] [--work DIR]
  *   npm run bench:repodata -- --artifacts 2000
  *
  * 1. Builds the CLI bundle the way `npm run package` does (tsc, then ncc), into bench/work.
@@ -14,7 +14,7 @@
  *    incrementally, then once more with nothing new. Each run is a child process of the bundled
  *    CLI; its peak RSS comes from process.resourceUsage() at exit, its requests from the result.
  *
- * Prints a table and writes bench/work/repodata/result.json.
+ * Prints a table and writes result.json into its work directory (default bench/work/repodata).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -26,7 +26,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const work = join(root, 'bench', 'work', 'repodata');
 
 const { values } = parseArgs({
   options: {
@@ -34,8 +33,11 @@ const { values } = parseArgs({
     names: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '32' },
     keep: { type: 'boolean', default: false },
+    // A directory of its own (emptied first) for each concurrent run; bench/run.mjs passes one.
+    work: { type: 'string', default: join(root, 'bench', 'work', 'repodata') },
   },
 });
+const work = values.work;
 const N = Number(values.artifacts);
 const NAMES = Math.min(Number(values.names), N);
 const FILL_CONCURRENCY = Number(values.concurrency);

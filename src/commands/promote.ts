@@ -117,6 +117,15 @@ async function promoteOne(
   if (v0) result.v0Reference = v0.reference;
 
   // Production first: the same package there already is success; a different one is refused.
+  // The staged manifest is asked for meanwhile (one round trip less), and only used when needed.
+  const stagedWhere = formatReference(options.from, stagingName, ref.tag);
+  const fetchingStaged = staging.repository.fetchManifest(ref.tag).then(
+    (fetched) => fetched,
+    (err: unknown) => {
+      throw new ProtocolError(`nothing to promote at ${stagedWhere}: ${describeError(err)}`, { cause: err });
+    },
+  );
+  fetchingStaged.catch(() => undefined); // not awaited when production already holds the package
   const published = await production.repository.resolve(ref.tag);
   if (published) {
     const manifest = await production.repository.fetchManifest(published.digest);
@@ -144,10 +153,7 @@ async function promoteOne(
     return { ...result, digest: published.digest, status: 'already-published' };
   }
 
-  const stagedWhere = formatReference(options.from, stagingName, ref.tag);
-  const staged = await staging.repository.fetchManifest(ref.tag).catch((err: unknown) => {
-    throw new ProtocolError(`nothing to promote at ${stagedWhere}: ${describeError(err)}`, { cause: err });
-  });
+  const staged = await fetchingStaged;
   const info = readPackageManifest(staged.bytes, stagedWhere);
   if (info.packageLayer.digest !== claimed) {
     return {
@@ -168,14 +174,16 @@ async function promoteOne(
       error: conflictError(v0, identity, v0State).message,
     };
 
-  await copyManifestBlobs(staging, production, {
-    mediaType: staged.descriptor.mediaType,
-    bytes: staged.bytes,
-  });
-  await copyManifestBlobs(staging, production, {
-    mediaType: record.descriptor.mediaType,
-    bytes: record.bytes,
-  });
+  // The blobs of the package and of its record at once (they share the empty config blob).
+  await copyManifestBlobs(
+    staging,
+    production,
+    [
+      { mediaType: staged.descriptor.mediaType, bytes: staged.bytes },
+      { mediaType: record.descriptor.mediaType, bytes: record.bytes },
+    ],
+    6,
+  );
   await pushReferrer(
     production.repository,
     { mediaType: record.descriptor.mediaType, bytes: record.bytes },

@@ -74,15 +74,17 @@ function sourceOrDestination(err: unknown): 'source' | 'destination' {
     : 'destination';
 }
 
-/** Copies the blobs of an image manifest, at most `concurrency` at a time. */
+/** Copies the blobs of image manifests (each distinct blob once), at most `concurrency` at a time. */
 export async function copyManifestBlobs(
   from: Located,
   to: Located,
-  manifest: ManifestBytes,
+  manifest: ManifestBytes | ManifestBytes[],
   concurrency = 4,
 ): Promise<BlobCopyOutcome[]> {
-  const blobs = manifestBlobs(parseImageManifest(manifest.bytes));
-  return mapLimit(blobs, concurrency, (blob) => copyBlob(from, to, blob));
+  const blobs = new Map<string, Descriptor>();
+  for (const m of Array.isArray(manifest) ? manifest : [manifest])
+    for (const blob of manifestBlobs(parseImageManifest(m.bytes))) blobs.set(blob.digest, blob);
+  return mapLimit([...blobs.values()], concurrency, (blob) => copyBlob(from, to, blob));
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
