@@ -363,6 +363,55 @@ describe('what the gateway serves', () => {
   });
 });
 
+test('a new repodata is served once the TTL has passed (the old one meanwhile), old shards stay available', async () => {
+  const channel = `oci://${registry.host}/prod/ttl-test`;
+  const first = STORED.filter(
+    (e) =>
+      e.filename.startsWith('libgcc-') ||
+      e.filename.startsWith('_libgcc') ||
+      e.filename === 'demo-pkg-1.2.3-h1234567_0.conda',
+  );
+  await publish(
+    channel,
+    first.map((e) => fixturePath(e.filename)),
+    creds,
+  );
+  let clock = 1_000_000;
+  const server = await serve(
+    { channel: parseChannel(channel), listen: '127.0.0.1:0', metadataTtlMs: 30_000 },
+    { store, reporter: silentReporter, anonymous: false, now: () => clock },
+  );
+  running.push(server);
+  const before = await get(`${server.url}linux-64/repodata.json`);
+  const index = decode(
+    await zstdDecompress((await get(`${server.url}linux-64/repodata_shards.msgpack.zst`)).body),
+  ) as {
+    shards: Record<string, Uint8Array>;
+  };
+  const oldShard = Buffer.from(index.shards['demo-pkg']!).toString('hex');
+
+  const newer = STORED.find((e) => e.filename === 'demo-pkg-1.2.4-h7654321_1.conda')!;
+  await publish(channel, [fixturePath(newer.filename)], creds);
+  const within = await get(`${server.url}linux-64/repodata.json`);
+  expect(within.headers.etag).toBe(before.headers.etag);
+  clock += 31_000;
+  // The expired entry is refreshed in the background; the answer does not wait for it.
+  await get(`${server.url}linux-64/repodata.json`);
+  await expect
+    .poll(async () => (await get(`${server.url}linux-64/repodata.json`)).headers.etag, { timeout: 10_000 })
+    .not.toBe(before.headers.etag);
+  const after = JSON.parse((await get(`${server.url}linux-64/repodata.json`)).body.toString());
+  expect(Object.keys(after['packages.conda'])).toContain(newer.filename);
+  const newIndex = decode(
+    await zstdDecompress((await get(`${server.url}linux-64/repodata_shards.msgpack.zst`)).body),
+  ) as {
+    shards: Record<string, Uint8Array>;
+  };
+  expect(Buffer.from(newIndex.shards['demo-pkg']!).toString('hex')).not.toBe(oldShard);
+  // A client still holding the old index gets the shards it names.
+  expect((await get(`${server.url}linux-64/shards/${oldShard}.msgpack.zst`)).status).toBe(200);
+});
+
 describe('credentials stay on the server', () => {
   test('a refused pull answers 502 with a short text; nothing in any answer names the credentials', async () => {
     const wrong = openStore(parseChannel(channelUrl()), { username: USER, password: 'not-the-password-91x' });

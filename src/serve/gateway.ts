@@ -135,6 +135,14 @@ interface Latest {
   layers: Descriptor[];
 }
 
+interface LatestEntry {
+  /** When it was last resolved (or that started). */
+  at: number;
+  pending?: Promise<Latest | undefined>;
+  /** The last successful answer (undefined: no such repository or tag). */
+  known?: { value: Latest | undefined };
+}
+
 interface Timed<T> {
   at: number;
   value: Promise<T>;
@@ -150,7 +158,7 @@ export class Gateway {
   private readonly blobs: LruCache<Uint8Array>;
   private readonly maxCachedLayer: number;
   private readonly maxCachedPackage: number;
-  private readonly latestByRepository = new Map<string, Timed<Latest | undefined>>();
+  private readonly latestByRepository = new Map<string, LatestEntry>();
   private readonly packages = new Map<string, Timed<PackageManifestInfo | undefined>>();
   /** Shard set keys per subdir repository, newest last (older ones serve clients with an older index). */
   private readonly recentShardSets = new Map<string, string[]>();
@@ -261,15 +269,29 @@ export class Gateway {
 
   // ---- metadata ---------------------------------------------------------------------------
 
-  /** `latest` of a metadata repository: resolved at most once per TTL, its manifest kept by digest. */
+  /**
+   * `latest` of a metadata repository, resolved (one HEAD) at most once per TTL; its manifest is
+   * fetched only when the digest changed. Once known, requests never wait for the registry: an
+   * expired entry is refreshed in the background, and kept when the refresh fails.
+   */
   private latest(repositoryName: string): Promise<Latest | undefined> {
     const now = this.now();
-    const cached = this.latestByRepository.get(repositoryName);
-    if (cached && now - cached.at < this.ttl) return cached.value;
-    const previous = cached?.value;
-    const value = this.registry(async (): Promise<Latest | undefined> => {
+    let entry = this.latestByRepository.get(repositoryName);
+    if (!entry) {
+      entry = { at: now };
+      this.latestByRepository.set(repositoryName, entry);
+      this.refreshLatest(repositoryName, entry);
+    } else if (now - entry.at >= this.ttl && !entry.pending) {
+      entry.at = now;
+      this.refreshLatest(repositoryName, entry);
+    }
+    return entry.known ? Promise.resolve(entry.known.value) : entry.pending!;
+  }
+
+  private refreshLatest(repositoryName: string, entry: LatestEntry): void {
+    const before = entry.known?.value;
+    const pending = this.registry(async (): Promise<Latest | undefined> => {
       const repository = this.context.store.repository(repositoryName);
-      const before = await previous?.catch(() => undefined);
       const descriptor = await repository.resolve(LATEST_TAG);
       if (!descriptor) return undefined;
       if (before?.digest === descriptor.digest) return before;
@@ -277,12 +299,26 @@ export class Gateway {
       const manifest = parseImageManifest(fetched.bytes, `${repositoryName}:${LATEST_TAG}`);
       return { digest: fetched.descriptor.digest, layers: manifest.layers };
     });
-    this.latestByRepository.set(repositoryName, { at: now, value });
-    value.catch(() => {
-      if (this.latestByRepository.get(repositoryName)?.value === value)
-        this.latestByRepository.delete(repositoryName);
-    });
-    return value;
+    entry.pending = pending;
+    pending.then(
+      (value) => {
+        entry.known = { value };
+        entry.pending = undefined;
+      },
+      (err: unknown) => {
+        entry.pending = undefined;
+        if (!entry.known) {
+          if (this.latestByRepository.get(repositoryName) === entry)
+            this.latestByRepository.delete(repositoryName);
+        } else {
+          this.context.reporter.warn(
+            redact(
+              `${repositoryName}:${LATEST_TAG} could not be refreshed, still serving ${before?.digest ?? 'nothing'}: ${describeError(err)}`,
+            ),
+          );
+        }
+      },
+    );
   }
 
   private metadataRepository(channel: Channel, subdir: string | undefined, kind: MetadataKind): string {

@@ -115,7 +115,10 @@ export async function buildShards(repodataJson: Uint8Array, subdir: string): Pro
   const names = new Map<string, string>();
   const indexShards: Record<string, Uint8Array> = {};
   let bytes = 0;
+  let count = 0;
   for (const name of [...byName.keys()].sort()) {
+    // conda-forge has tens of thousands of names per subdir: let other requests in now and then.
+    if (++count % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     const shard = byName.get(name)!;
     shard.removed.sort();
     const compressed = await zstdCompress(encodeMsgpack(shard), ZSTD_LEVEL);
