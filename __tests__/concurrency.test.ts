@@ -1,6 +1,5 @@
 /**
- * Concurrency (issue 7, part 3): two CLI processes at once on the same channel, a few rounds
- * each: `promote` on an `oci-layout:` channel (two promotes on a registry are in
+ * Concurrency (issue 7, part 3): two CLI processes at once on the same channel: `promote` on an `oci-layout:` channel (two promotes on a registry are in
  * staging-flow.test.ts), and `repodata` on a registry and on an `oci-layout:` channel. Both runs
  * end cleanly, and the state is what one run alone would leave: every package promoted once with
  * exactly one validation record, every tag on a complete manifest, `latest` repodata listing
@@ -25,7 +24,7 @@ import { makePackage, type MadePackage } from './helpers/packages.js';
 import { useRegistry } from './helpers/registry.js';
 import { checkComplete, checkPackages, latestRepodataFiles } from './helpers/verify.js';
 
-const ROUNDS = 3;
+const ROUNDS = 2;
 const KEY = 'record-key-of-the-concurrency-suite';
 const registry = useRegistry();
 let work: string;

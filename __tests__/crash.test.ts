@@ -1,7 +1,7 @@
 /**
  * Crash and rerun (issue 7, part 2): the real CLI, killed with SIGKILL at seeded random points of
- * `upload`, `promote` and `repodata` (30 times each, on a registry and on an `oci-layout:`
- * channel), then run again with the same arguments. The rerun must complete, and nothing may be
+ * `upload`, `promote` and `repodata` (30 times each on a registry, 10 times each on an
+ * `oci-layout:` channel), then run again with the same arguments. The rerun must complete, and nothing may be
  * partial: every tag of the touched repositories is on a complete manifest, every package is its
  * file byte for byte, `latest` repodata lists exactly what the channel holds, no lock of a killed
  * process blocks the rerun, and leftover temporary files are invisible to every command.
@@ -9,6 +9,9 @@
  * Kill points: on the registry, the arrival of the N-th request at a counting proxy (N uniform
  * over the requests of an uninterrupted run, plus 0-3 ms, so bodies are cut mid-flight too); on
  * disk, a delay after the command announced its work, uniform over an uninterrupted run's time.
+ *
+ * The tests run concurrently (each with its own proxy and seeded schedule): the CLI processes are
+ * the cost, and they use every core.
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,13 +37,11 @@ import {
   tagProblem,
 } from './helpers/verify.js';
 
+const registry = useRegistry();
 /** Kills per command: 30 on the registry; 10 on disk, where there is less protocol to cut. */
 const KILLS = { registry: 30, 'oci-layout': 10 } as const;
 const KEY = 'record-key-of-the-crash-suite';
-const registry = useRegistry();
-const random = seededRandom(20_260_101);
 
-let proxy: TestProxy;
 let work: string;
 let direct: RemoteStore;
 
@@ -59,14 +60,12 @@ function tally(name: string): Tally {
 
 beforeAll(async () => {
   await buildCli();
-  proxy = await startProxy(registry.url);
   work = mkdtempSync(join(tmpdir(), 'conda-oci-crash-'));
   direct = new RemoteStore({ host: registry.host, plainHttp: true });
 }, 180_000);
 
 afterAll(async () => {
   await direct?.close();
-  await proxy?.close();
   if (work) rmSync(work, { recursive: true, force: true });
   const lines = [...tallies].map(
     ([name, t]) =>
@@ -90,7 +89,12 @@ const pkg = (over: { payloadBytes?: number; subdir?: string; ext?: 'conda' | 'ta
 const artifactFlags = (packages: MadePackage[]) => packages.flatMap((p) => ['--artifact', p.artifact]);
 
 /** Runs the CLI and kills it when the proxy sees its `killAt`-th request (plus `delayMs`). */
-async function killAtRequest(args: string[], killAt: number, delayMs: number): Promise<CliRun> {
+async function killAtRequest(
+  proxy: TestProxy,
+  args: string[],
+  killAt: number,
+  delayMs: number,
+): Promise<CliRun> {
   let child: ChildProcess | undefined;
   let seen = 0;
   const rule = proxy.on(
@@ -120,7 +124,7 @@ function killAfterStart(args: string[], delayMs: number): Promise<CliRun> {
 }
 
 /** Requests an uninterrupted run makes, to spread kill points over. */
-async function requestsOf(args: string[]): Promise<number> {
+async function requestsOf(proxy: TestProxy, args: string[]): Promise<number> {
   const before = proxy.records.length;
   const run = await runCli(args);
   expect(run.code, run.stderr).toBe(0);
@@ -174,17 +178,23 @@ function leftovers(dir: string): { temps: string[]; locks: string[] } {
   return { temps, locks };
 }
 
+/** One test's own proxy (registry) and seeded schedule. */
+interface Lane {
+  proxy: TestProxy | undefined;
+  random: () => number;
+}
+
 interface Target {
   kind: 'registry' | 'oci-layout';
-  /** A channel URL for a channel path. */
-  url(path: string): string;
+  /** A channel URL for a channel path (on the registry: through the lane's proxy). */
+  url(path: string, lane: Lane): string;
   /** The same channel read directly (no proxy), its store, and its repository prefix there. */
   channel(path: string): Channel;
   store(path: string): Store;
   prefix(path: string): string;
-  kill(args: string[], scale: number): Promise<CliRun>;
+  kill(lane: Lane, args: string[], scale: number): Promise<CliRun>;
   /** What an uninterrupted run costs: requests, or milliseconds after its first line. */
-  calibrate(args: string[]): Promise<number>;
+  calibrate(lane: Lane, args: string[]): Promise<number>;
 }
 
 const layoutRoot = () => join(work, 'layout');
@@ -192,13 +202,18 @@ const layoutRoot = () => join(work, 'layout');
 const TARGETS: Target[] = [
   {
     kind: 'registry',
-    url: (path) => `oci://${proxy.host}/${path}`,
+    url: (path, lane) => `oci://${lane.proxy!.host}/${path}`,
     channel: (path) => parseChannel(`oci://${registry.host}/${path}`),
     store: () => direct,
     prefix: (path) => path,
-    kill: (args, requests) =>
-      killAtRequest(args, 1 + Math.floor(random() * requests), Math.floor(random() * 4)),
-    calibrate: requestsOf,
+    kill: (lane, args, requests) =>
+      killAtRequest(
+        lane.proxy!,
+        args,
+        1 + Math.floor(lane.random() * requests),
+        Math.floor(lane.random() * 4),
+      ),
+    calibrate: (lane, args) => requestsOf(lane.proxy!, args),
   },
   {
     kind: 'oci-layout',
@@ -206,8 +221,8 @@ const TARGETS: Target[] = [
     channel: (path) => parseChannel(`oci-layout:${join(layoutRoot(), path)}`),
     store: (path) => new LayoutStore(join(layoutRoot(), path)),
     prefix: () => '',
-    kill: (args, ms) => killAfterStart(args, Math.floor(random() * ms)),
-    async calibrate(args) {
+    kill: (lane, args, ms) => killAfterStart(args, Math.floor(lane.random() * ms)),
+    async calibrate(_lane, args) {
       let started = 0;
       const run = await runCli(args, { onStderr: () => (started ||= Date.now()) });
       expect(run.code, run.stderr).toBe(0);
@@ -215,6 +230,16 @@ const TARGETS: Target[] = [
     },
   },
 ];
+
+/** Runs `body` with a lane of its own: a proxy on the registry, a schedule seeded by `seed`. */
+async function withLane<T>(target: Target, seed: number, body: (lane: Lane) => Promise<T>): Promise<T> {
+  const proxy = target.kind === 'registry' ? await startProxy(registry.url) : undefined;
+  try {
+    return await body({ proxy, random: seededRandom(seed) });
+  } finally {
+    await proxy?.close();
+  }
+}
 
 /** After a layout rerun: no lock left, temporary files counted (they must be harmless). */
 function checkLayoutLeftovers(target: Target, path: string, name: string): void {
@@ -224,126 +249,151 @@ function checkLayoutLeftovers(target: Target, path: string, name: string): void 
   tally(name).leftoverTempFiles = temps.length;
 }
 
-describe.each(TARGETS)('SIGKILL at random points, then the same command again ($kind)', (target) => {
-  test(`upload, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
-    const name = `upload (${target.kind})`;
-    const path = 'crash/up';
-    const channel = target.channel(path);
-    const fresh = async () => [await pkg({ payloadBytes: 300_000 }), await pkg({ ext: 'tar.bz2' })];
-    const calibration = await fresh();
-    const scale = await target.calibrate([
-      'upload',
-      ...calibration.map((p) => p.path),
-      '--to',
-      target.url(path),
-    ]);
-    for (let i = 0; i < KILLS[target.kind]; i++) {
-      const packages = await fresh();
-      const args = ['upload', ...packages.map((p) => p.path), '--to', target.url(path)];
-      count(name, await target.kill(args, scale));
-      await rerun(args, name);
-      const store = target.store(path);
-      expect(await checkPackages(store, channel, packages)).toEqual([]);
-      expect(await incomplete(store, repositoriesOf(channel, packages))).toEqual([]);
-    }
-    checkLayoutLeftovers(target, path, name);
-  });
+// All six at once: the CLI processes are the cost, and they use every core.
+/** One command, killed KILLS times on `target` and run again each time. */
+type CrashTest = (target: Target, lane: Lane) => Promise<void>;
 
-  test(`promote, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
-    const name = `promote (${target.kind})`;
-    const staging = 'crash/staging';
-    const production = 'crash/prod';
-    const groups: MadePackage[][] = [];
-    for (let i = 0; i <= KILLS[target.kind]; i++)
-      groups.push([await pkg({ payloadBytes: 200_000 }), await pkg()]);
-    const all = groups.flat();
-    const stagingUrl = target.kind === 'registry' ? `oci://${registry.host}/${staging}` : target.url(staging);
-    await execute(
-      { command: 'upload', files: all.map((p) => p.path), to: stagingUrl, concurrency: 8 },
+const uploadTest: CrashTest = async (target, lane) => {
+  const name = `upload (${target.kind})`;
+  const path = 'crash/up';
+  const channel = target.channel(path);
+  const fresh = async () => [await pkg({ payloadBytes: 100_000 }), await pkg({ ext: 'tar.bz2' })];
+  const calibration = await fresh();
+  const scale = await target.calibrate(lane, [
+    'upload',
+    ...calibration.map((p) => p.path),
+    '--to',
+    target.url(path, lane),
+  ]);
+  for (let i = 0; i < KILLS[target.kind]; i++) {
+    const packages = await fresh();
+    const args = ['upload', ...packages.map((p) => p.path), '--to', target.url(path, lane)];
+    count(name, await target.kill(lane, args, scale));
+    await rerun(args, name);
+    const store = target.store(path);
+    expect(await checkPackages(store, channel, packages)).toEqual([]);
+    expect(await incomplete(store, repositoriesOf(channel, packages))).toEqual([]);
+  }
+  checkLayoutLeftovers(target, path, name);
+};
+
+const promoteTest: CrashTest = async (target, lane) => {
+  const name = `promote (${target.kind})`;
+  const staging = 'crash/staging';
+  const production = 'crash/prod';
+  const groups: MadePackage[][] = [];
+  for (let i = 0; i <= KILLS[target.kind]; i++)
+    groups.push([await pkg({ payloadBytes: 200_000 }), await pkg()]);
+  const all = groups.flat();
+  const stagingUrl =
+    target.kind === 'registry' ? `oci://${registry.host}/${staging}` : target.url(staging, lane);
+  await execute(
+    { command: 'upload', files: all.map((p) => p.path), to: stagingUrl, concurrency: 8 },
+    { reporter: silentReporter },
+  );
+  const validated = await execute(
+    {
+      command: 'validate',
+      from: stagingUrl,
+      artifacts: all.map((p) => ({ subdir: p.subdir, file: p.file, sha256: p.sha256 })),
+      recordKey: KEY,
+      concurrency: 8,
+    },
+    { reporter: silentReporter },
+  );
+  expect(validated.exitCode).toBe(0);
+  const promoteArgs = (packages: MadePackage[]) => [
+    'promote',
+    '--from',
+    target.url(staging, lane),
+    '--to',
+    target.url(production, lane),
+    ...artifactFlags(packages),
+    '--record-key',
+    KEY,
+  ];
+  const scale = await target.calibrate(lane, promoteArgs(groups[KILLS[target.kind]]!));
+  const channel = target.channel(production);
+  for (let i = 0; i < KILLS[target.kind]; i++) {
+    const args = promoteArgs(groups[i]!);
+    count(name, await target.kill(lane, args, scale));
+    await rerun(args, name);
+    const store = target.store(production);
+    expect(await checkPackages(store, channel, groups[i]!)).toEqual([]);
+    expect(await incomplete(store, repositoriesOf(channel, groups[i]!))).toEqual([]);
+  }
+  checkLayoutLeftovers(target, production, name);
+};
+
+const repodataTest: CrashTest = async (target, lane) => {
+  const name = `repodata (${target.kind})`;
+  const path = 'crash/index';
+  const channel = target.channel(path);
+  const uploadUrl = target.kind === 'registry' ? `oci://${registry.host}/${path}` : target.url(path, lane);
+  const cacheDir = join(work, `cache-${target.kind}`);
+  const published: MadePackage[] = [];
+  const add = async (packages: MadePackage[]) => {
+    const up = await execute(
+      { command: 'upload', files: packages.map((p) => p.path), to: uploadUrl },
       { reporter: silentReporter },
     );
-    const validated = await execute(
-      {
-        command: 'validate',
-        from: stagingUrl,
-        artifacts: all.map((p) => ({ subdir: p.subdir, file: p.file, sha256: p.sha256 })),
-        recordKey: KEY,
-        concurrency: 8,
-      },
-      { reporter: silentReporter },
-    );
-    expect(validated.exitCode).toBe(0);
-    const promoteArgs = (packages: MadePackage[]) => [
-      'promote',
-      '--from',
-      target.url(staging),
-      '--to',
-      target.url(production),
-      ...artifactFlags(packages),
-      '--record-key',
-      KEY,
-    ];
-    const scale = await target.calibrate(promoteArgs(groups[KILLS[target.kind]]!));
-    const channel = target.channel(production);
-    for (let i = 0; i < KILLS[target.kind]; i++) {
-      const args = promoteArgs(groups[i]!);
-      count(name, await target.kill(args, scale));
-      await rerun(args, name);
-      const store = target.store(production);
-      expect(await checkPackages(store, channel, groups[i]!)).toEqual([]);
-      expect(await incomplete(store, repositoriesOf(channel, groups[i]!))).toEqual([]);
+    expect(up.exitCode).toBe(0);
+    published.push(...packages);
+  };
+  await add([await pkg(), await pkg({ subdir: 'noarch' }), await pkg({ ext: 'tar.bz2' })]);
+  const args = ['repodata', '--channel', target.url(path, lane), '--cache-dir', cacheDir];
+  await runCli(args); // from scratch, then calibrated on a run with one new package, as below
+  await add([await pkg()]);
+  const scale = await target.calibrate(lane, args);
+  const documents = ['linux-64', 'noarch'].flatMap((s) =>
+    ['mrepodata.json', 'mrepodata_from_packages.json', 'mcurrent_repodata.json', 'mrun_exports.json'].map(
+      (m) => channelRepository(channel, `${s}/${m}`),
+    ),
+  );
+  documents.push(channelRepository(channel, 'channeldata.json'));
+  for (let i = 0; i < KILLS[target.kind]; i++) {
+    // Something new each time, so that every run has documents to push.
+    await add([await pkg({ subdir: i % 3 === 0 ? 'noarch' : 'linux-64' })]);
+    // One tag list more every 13 runs or so: the calibration stays close.
+    count(name, await target.kill(lane, args, scale + (target.kind === 'registry' ? i : 0)));
+    await rerun(args, name);
+    const store = target.store(path);
+    for (const subdir of ['linux-64', 'noarch']) {
+      const expected = published
+        .filter((p) => p.subdir === subdir)
+        .map((p) => p.file)
+        .sort();
+      expect(await latestRepodataFiles(store, channel, subdir), subdir).toEqual(expected);
     }
-    checkLayoutLeftovers(target, production, name);
-  });
+    // `latest` of every document is complete (older timestamp tags are checked once, below).
+    const problems = await Promise.all(documents.map((d) => tagProblem(store, d, 'latest')));
+    expect(problems.filter(Boolean)).toEqual([]);
+  }
+  checkLayoutLeftovers(target, path, name);
+  expect((await checkComplete(target.store(path), target.prefix(path))).problems).toEqual([]);
+};
 
-  test(`repodata, killed ${KILLS[target.kind]} times`, { timeout: 240_000 }, async () => {
-    const name = `repodata (${target.kind})`;
-    const path = 'crash/index';
-    const channel = target.channel(path);
-    const uploadUrl = target.kind === 'registry' ? `oci://${registry.host}/${path}` : target.url(path);
-    const cacheDir = join(work, `cache-${target.kind}`);
-    const published: MadePackage[] = [];
-    const add = async (packages: MadePackage[]) => {
-      const up = await execute(
-        { command: 'upload', files: packages.map((p) => p.path), to: uploadUrl },
-        { reporter: silentReporter },
-      );
-      expect(up.exitCode).toBe(0);
-      published.push(...packages);
-    };
-    await add([await pkg(), await pkg({ subdir: 'noarch' }), await pkg({ ext: 'tar.bz2' })]);
-    const args = ['repodata', '--channel', target.url(path), '--cache-dir', cacheDir];
-    await runCli(args); // from scratch, then calibrated on a run with one new package, as below
-    await add([await pkg()]);
-    const scale = await target.calibrate(args);
-    const documents = ['linux-64', 'noarch'].flatMap((s) =>
-      ['mrepodata.json', 'mrepodata_from_packages.json', 'mcurrent_repodata.json', 'mrun_exports.json'].map(
-        (m) => channelRepository(channel, `${s}/${m}`),
-      ),
+// Per command, the registry and the oci-layout runs go at once (two CLI processes at a time):
+// the processes are the cost, and two use both cores.
+const COMMANDS: [string, CrashTest][] = [
+  ['upload', uploadTest],
+  ['promote', promoteTest],
+  ['repodata', repodataTest],
+];
+describe.each(COMMANDS)(
+  'SIGKILL during %s at random points (30 times on the registry, 10 on oci-layout), then the same command again',
+  (command, body) => {
+    const index = COMMANDS.findIndex(([c]) => c === command);
+    test.concurrent.each(TARGETS)(
+      'on $kind',
+      (target) =>
+        withLane(target, 20_260_101 + index * 10 + (target.kind === 'registry' ? 0 : 1), (lane) =>
+          body(target, lane),
+        ),
+      600_000,
     );
-    documents.push(channelRepository(channel, 'channeldata.json'));
-    for (let i = 0; i < KILLS[target.kind]; i++) {
-      // Something new each time, so that every run has documents to push.
-      await add([await pkg({ subdir: i % 3 === 0 ? 'noarch' : 'linux-64' })]);
-      // One tag list more every 13 runs or so: the calibration stays close.
-      count(name, await target.kill(args, scale + (target.kind === 'registry' ? i : 0)));
-      await rerun(args, name);
-      const store = target.store(path);
-      for (const subdir of ['linux-64', 'noarch']) {
-        const expected = published
-          .filter((p) => p.subdir === subdir)
-          .map((p) => p.file)
-          .sort();
-        expect(await latestRepodataFiles(store, channel, subdir), subdir).toEqual(expected);
-      }
-      // `latest` of every document is complete (older timestamp tags are checked once, below).
-      const problems = await Promise.all(documents.map((d) => tagProblem(store, d, 'latest')));
-      expect(problems.filter(Boolean)).toEqual([]);
-    }
-    checkLayoutLeftovers(target, path, name);
-    expect((await checkComplete(target.store(path), target.prefix(path))).problems).toEqual([]);
-  });
-});
+  },
+);
 
 describe('locks of killed processes (oci-layout)', () => {
   test("a lock left by a killed holder blocks nobody (the lock file, and an earlier version's lock directory)", async () => {

@@ -219,7 +219,14 @@ describe('the CLI never prints a refused password, wherever it came from', () =>
         ['token', token],
       ] as const) {
         const { args: auth, env } = credentials(source, registry.host);
-        for (const [name, args] of commands(registry.host, join(work, `${source}-${kind}.json`))) {
+        // Every command once (password on the command line, htpasswd registry); otherwise the
+        // two that carry the most (upload: blobs; promote: two channels and the record key).
+        const all = commands(registry.host, join(work, `${source}-${kind}.json`));
+        const chosen =
+          source === 'flag' && kind === 'htpasswd'
+            ? all
+            : all.filter(([n]) => n === 'upload' || n === 'promote');
+        for (const [name, args] of chosen) {
           const resultFile = args[args.length - 1]!;
           rmSync(resultFile, { force: true });
           const run = await runCli([...args, ...auth], { env });
@@ -239,7 +246,7 @@ describe('the CLI never prints a refused password, wherever it came from', () =>
           checked.push(`${kind} ${name}`);
         }
       }
-      expect(checked).toHaveLength(10);
+      expect(checked).toHaveLength(source === 'flag' ? 7 : 4);
     },
   );
 });
