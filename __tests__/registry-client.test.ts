@@ -808,9 +808,11 @@ describe('retries', () => {
   test("GHCR's 429 with the wait only in the message (retry-after: 120ms)", async () => {
     const data = blob(2000);
     proxy.on({ method: 'POST', path: /\/blobs\/uploads\/$/ }, actions.ghcrTooManyRequests(120), { times: 2 });
-    const { c, waits } = fastClient();
+    const reported: number[] = [];
+    const { c, waits } = fastClient({ onRetry: (_what, _err, ms) => reported.push(ms) });
     expect((await c.pushBlob('retry/c', data.descriptor, data.bytes)).action).toBe('uploaded');
     expect(waits).toEqual([120, 120]);
+    expect(reported).toEqual([120, 120]);
     expect(proxy.count({ method: 'POST', status: 429 })).toBe(2);
     expect(proxy.count({ method: 'POST', status: 202 })).toBe(1);
     await expectStored('retry/c', data.bytes);
@@ -880,10 +882,12 @@ describe('retries', () => {
       actions.forward(),
     );
     proxy.on({ method: 'GET', path: /\/blobs\/sha256:/ }, actions.truncate(MiB + 3), { times: 1 });
-    const { c, waits } = fastClient();
+    const reported: string[] = [];
+    const { c, waits } = fastClient({ onRetry: (what) => reported.push(what) });
     const back = await readAll(c.openBlob('retry/h', data.descriptor));
     expect(back.equals(data.bytes)).toBe(true);
     expect(waits).toHaveLength(1);
+    expect(reported).toEqual([`GET blob ${data.descriptor.digest} of ${c.host}/retry/h`]);
     expect(ranges).toHaveLength(2);
     expect(ranges[0]).toBeUndefined();
     expect(ranges[1]).toMatch(/^bytes=\d+-$/);

@@ -249,10 +249,9 @@ export class RegistryClient {
           if (received > receivedAtFailure) attempt = 1;
           receivedAtFailure = received;
           const delay = client.http.retryDelay(err, attempt);
-          if (delay === undefined)
-            throw gaveUp(`GET blob ${descriptor.digest} of ${client.host}/${repository}`, err, attempt);
-          client.http.stats.retries++;
-          await client.http.pause(delay);
+          const what = `GET blob ${descriptor.digest} of ${client.host}/${repository}`;
+          if (delay === undefined) throw gaveUp(what, err, attempt);
+          await client.http.retryAfter(what, err, delay);
         }
       }
     }
@@ -333,14 +332,13 @@ export class RegistryClient {
         const lostSession = isLostSession(err);
         const delay =
           lostSession && attempt < this.http.retry.attempts ? 0 : this.http.retryDelay(err, attempt);
-        if (delay === undefined)
-          throw gaveUp(`uploading blob ${descriptor.digest} to ${this.host}/${repository}`, err, attempt);
-        this.http.stats.retries++;
+        const what = `uploading blob ${descriptor.digest} to ${this.host}/${repository}`;
+        if (delay === undefined) throw gaveUp(what, err, attempt);
         if (lostSession) upload = undefined;
         else if (chunked && upload) upload.broken = true;
         else upload = undefined; // a broken PUT leaves no session worth resuming
         if (descriptor.size > this.chunkSize) chunked = true;
-        await this.http.pause(delay);
+        await this.http.retryAfter(what, err, delay);
       }
     }
   }
@@ -725,7 +723,11 @@ export class RegistryClient {
           };
         }
         if (!err.has('DIGEST_INVALID') || race >= 4) throw err;
-        await this.http.pause(25 * race + Math.random() * 50);
+        await this.http.retryAfter(
+          `PUT manifest ${reference} of ${this.host}/${repository}`,
+          err,
+          25 * race + Math.random() * 50,
+        );
       }
     }
     await discard(response.body);

@@ -154,9 +154,7 @@ export class HttpClient {
       } catch (err) {
         const delay = this.retryDelay(err, n);
         if (delay === undefined) throw gaveUp(what, err, n);
-        this.stats.retries++;
-        this.onRetry?.(what, err, delay);
-        await this.wait(delay);
+        await this.retryAfter(what, err, delay);
       }
     }
   }
@@ -178,9 +176,11 @@ export class HttpClient {
     return Math.round(exp / 2 + Math.random() * (exp / 2));
   }
 
-  /** Waits between attempts (the injected `sleep` in tests). */
-  pause(ms: number): Promise<void> {
-    return this.wait(ms);
+  /** Counts and reports a retry of `what`, then waits `delay` ms (the injected `sleep` in tests). */
+  retryAfter(what: string, err: unknown, delay: number): Promise<void> {
+    this.stats.retries++;
+    this.onRetry?.(what, err, delay);
+    return this.wait(delay);
   }
 
   async close(): Promise<void> {
