@@ -115,13 +115,18 @@ async function cleanOne(
     status: options.dryRun ? 'would-delete' : 'deleted',
   };
   if (!options.dryRun) {
-    await deleteStaged(repository, fetched.descriptor.digest as Digest);
-    if (options.layout === 'both')
-      await deleteV0(
-        context.store,
-        v0Name(options.channel, subdir, info),
-        fetched.descriptor.digest as Digest,
-      );
+    try {
+      await deleteStaged(repository, fetched.descriptor.digest as Digest);
+      if (options.layout === 'both')
+        await deleteV0(
+          context.store,
+          v0Name(options.channel, subdir, info),
+          fetched.descriptor.digest as Digest,
+        );
+    } catch (err) {
+      // Known by now: the result names the package, not only the tag.
+      return { ...result, status: 'failed', error: describeError(err) };
+    }
   }
   context.reporter.info(
     `${info.fileName}: ${options.dryRun ? 'would delete' : 'deleted'} (staged ${Number.isNaN(stagedAt) ? 'at an unknown time' : new Date(stagedAt).toISOString()})`,

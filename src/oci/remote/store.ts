@@ -37,6 +37,7 @@ export class RemoteStore implements Store {
   private readonly lister: RepositoryLister | undefined;
   private readonly deleter: ManifestDeleter | undefined;
   private catalogMissing = false;
+  private deleteMissing = false;
 
   constructor(options: RemoteStoreOptions) {
     this.client = new RegistryClient(options);
@@ -64,11 +65,15 @@ export class RemoteStore implements Store {
   }
 
   async deleteManifest(repository: string, digest: Digest): Promise<void> {
+    // GHCR refuses DELETE on /v2/ (405): once it has, cleaning hundreds of tags goes straight to
+    // the Packages API instead of asking again for each.
+    if (this.deleteMissing && this.deleter) return this.deleter(repository, digest);
     try {
       await this.client.deleteManifest(repository, digest);
     } catch (err) {
-      if (err instanceof UnsupportedError && this.deleter) return this.deleter(repository, digest);
-      throw err;
+      if (!(err instanceof UnsupportedError) || !this.deleter) throw err;
+      this.deleteMissing = true;
+      return this.deleter(repository, digest);
     }
   }
 
