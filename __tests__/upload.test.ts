@@ -158,6 +158,32 @@ describe.each(targets)('upload to $kind', ({ kind, channel, store: openStore }) 
   });
 });
 
+describe('requests of a new artifact', () => {
+  test('only the shared empty config is asked for; the small new blobs are sent at once', async () => {
+    proxy.clearRecords();
+    const file = fixturePath('libzlib-1.3.1-hb9d3cd8_2.conda');
+    const result = await execute(
+      { command: 'upload', files: [file], to: `oci://${proxy.host}/fresh/conda-forge` },
+      { reporter: silentReporter },
+    );
+    expect(result.artifacts.map((a) => a.status)).toEqual(['uploaded']);
+    // One HEAD for the tag, one for the empty config; the package, info, index.json and receipt
+    // blobs (all under 64 KiB here) each go up as one POST and one PUT.
+    expect(proxy.count({ method: 'HEAD', path: /\/manifests\// })).toBe(1);
+    expect(proxy.count({ method: 'HEAD', path: /\/blobs\// })).toBe(1);
+    expect(proxy.count({ method: 'POST' })).toBe(5);
+    expect(proxy.count()).toBe(17);
+    // Sent without asking, and stored all the same.
+    const a = result.artifacts[0]!;
+    const reader = new RemoteStore({ host: proxy.host, plainHttp: true });
+    const repository = reader.repository(a.repository!);
+    const info = readPackageManifest((await repository.fetchManifest(a.tag!)).bytes, a.reference!);
+    for (const layer of [info.packageLayer, info.infoLayer, info.indexLayer])
+      expect(await repository.statBlob(layer.digest)).toEqual({ size: layer.size });
+    await reader.close();
+  });
+});
+
 describe('upload refuses bad input and writes nothing for it', () => {
   const channelDir = () => join(work, 'refusals');
 

@@ -180,6 +180,7 @@ async function uploadOne(
   const large = pkg.size >= 8 * 1024 * 1024;
   const outcome = await pushArtifact(repository, artifact, {
     tag: ref.tag,
+    fresh: existing === undefined,
     ...(large && context.reporter.progress
       ? {
           onProgress: (blob, sent) =>
@@ -339,5 +340,5 @@ async function pushReceipt(
     tool: context.tool ?? 'conda-oci',
   };
   const record = buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
-  await pushArtifact(repository, record, { subject });
+  await pushArtifact(repository, record, { subject, fresh: true });
 }

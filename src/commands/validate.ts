@@ -441,7 +441,7 @@ async function recordOutcome(
     { [ANNOTATION_VALIDATION_RESULT]: checks.passed ? 'passed' : 'failed' },
     options.recordKey,
   );
-  await pushArtifact(repository, artifact, { subject });
+  await pushArtifact(repository, artifact, { subject, fresh: true });
 }
 
 /** Removes a staged artifact and every record about it. */

@@ -54,6 +54,8 @@ export interface PushBlobOptions {
   mountFrom?: string;
   /** Told of the bytes sent so far, for progress output. */
   onProgress?: (bytesSent: number) => void;
+  /** False: the caller knows the blob is new, so it is sent without asking the registry first. */
+  lookFirst?: boolean;
 }
 
 /**

@@ -285,7 +285,7 @@ export class RegistryClient {
     if (mountFrom && this.mountRefused.has(`${mountFrom} -> ${repository}`)) mountFrom = undefined;
     // With a mount to ask for, it is asked first: when it succeeds, that is the only request. The
     // blob is looked for before anything is sent: here, or once a registry declines the mount.
-    if (!mountFrom && (await this.statBlob(repository, descriptor.digest)))
+    if (!mountFrom && options.lookFirst !== false && (await this.statBlob(repository, descriptor.digest)))
       return this.stored(repository, descriptor.digest, 'exists', 0);
     const source: BlobSource = content instanceof Uint8Array ? bytesSource(content) : content;
     if (source.size !== descriptor.size) {
