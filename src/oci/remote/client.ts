@@ -387,16 +387,7 @@ export class RegistryClient {
           `${redactUrl(session)} acknowledged ${end + 1} of the ${blob.size} bytes streamed to it`,
         );
       const digest = await blob.digest;
-      const url = this.withDigest(session, digest);
-      const closing = await this.exchange({
-        method: 'PUT',
-        url,
-        headers: { 'content-length': '0' },
-        scopes,
-        expect: [201],
-      });
-      await discard(closing.body);
-      this.checkDigestHeader(closing, digest, url);
+      await this.closeUpload(session, digest, scopes);
       return { ...this.stored(repository, digest, 'uploaded', blob.size), digest };
     } catch (err) {
       if (err instanceof RegistryError && [400, 413, 416].includes(err.status)) this.streamRefused = true;
@@ -486,6 +477,20 @@ export class RegistryClient {
         `${redactUrl(requestUrl)} sent the upload to another origin (${url.origin}); refused`,
       );
     return url;
+  }
+
+  /** The closing PUT of an upload whose bytes have all been sent: the registry checks the digest. */
+  private async closeUpload(session: URL, digest: Digest, scopes: Scope[]): Promise<void> {
+    const url = this.withDigest(session, digest);
+    const response = await this.exchange({
+      method: 'PUT',
+      url,
+      headers: { 'content-length': '0' },
+      scopes,
+      expect: [201],
+    });
+    await discard(response.body);
+    this.checkDigestHeader(response, digest, url);
   }
 
   private withDigest(session: URL, digest: Digest): URL {
@@ -582,16 +587,7 @@ export class RegistryClient {
     } finally {
       reader?.close();
     }
-    const url = this.withDigest(upload.location, descriptor.digest);
-    const response = await this.exchange({
-      method: 'PUT',
-      url,
-      headers: { 'content-length': '0' },
-      scopes,
-      expect: [201],
-    });
-    await discard(response.body);
-    this.checkDigestHeader(response, descriptor.digest, url);
+    await this.closeUpload(upload.location, descriptor.digest, scopes);
   }
 
   /**
