@@ -80,7 +80,7 @@ const pkg = (): Promise<MadePackage> =>
 async function staged(path: string): Promise<MadePackage> {
   const p = await pkg();
   const up = await execute({ command: 'upload', files: [p.path], to: `oci://${registry.host}/${path}` }, env);
-  expect(up.exitCode).toBe(0);
+  expect(up.artifacts.map((a) => a.error ?? a.status)).toEqual(['uploaded']);
   const validated = await execute(
     {
       command: 'validate',

