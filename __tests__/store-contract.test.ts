@@ -2,7 +2,7 @@
  * One contract, every store: the on-disk OCI layout and the real distribution registry must
  * behave the same through the Store/Repository interfaces the commands use.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -208,6 +208,31 @@ describe.each(stores)('store contract: %s', (kind, open) => {
     const names: string[] = [];
     for await (const name of store.listRepositories(`contract/${kind}/listing`)) names.push(name);
     expect(names.sort()).toEqual([`contract/${kind}/listing/one`, `contract/${kind}/listing/two`]);
+  });
+});
+
+describe('oci-layout housekeeping', () => {
+  test("a deletion's garbage collection removes temporary files of killed writers, not of live ones", async () => {
+    const store = new LayoutStore(layoutDir);
+    const repository = store.repository('housekeeping/pkg');
+    const image = imageOf([bytes('kept')]);
+    const other = imageOf([bytes('deleted')]);
+    await pushArtifact(repository, image, { tag: 'v1' });
+    await pushArtifact(repository, other, { tag: 'v2' });
+    const root = join(layoutDir, 'housekeeping', 'pkg');
+    const blobs = join(root, 'blobs', 'sha256');
+    const hourAgo = new Date(Date.now() - 3600_000);
+    const abandoned = [join(root, '.tmp-4000001-aaaaaaaaaaaa'), join(blobs, '.tmp-4000001-bbbbbbbbbbbb')];
+    const live = [join(root, '.tmp-4000002-cccccccccccc'), join(blobs, '.tmp-4000002-dddddddddddd')];
+    for (const path of [...abandoned, ...live]) await writeFile(path, 'half written');
+    for (const path of abandoned) await utimes(path, hourAgo, hourAgo);
+
+    await repository.deleteManifest(other.descriptor.digest as Digest);
+    for (const path of abandoned) await expect(stat(path), path).rejects.toThrow(/ENOENT/);
+    for (const path of live) expect((await stat(path)).isFile(), path).toBe(true);
+    // The artifact still there is whole.
+    expect((await repository.fetchManifest('v1')).descriptor.digest).toBe(image.descriptor.digest);
+    for (const blob of image.blobs) expect(await repository.statBlob(blob.descriptor.digest)).toBeDefined();
   });
 });
 

@@ -33764,6 +33764,20 @@ function isMissing(err) {
 function tempName() {
     return `.tmp-${process.pid}-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
 }
+/**
+ * Removes the temporary files of writers killed mid-write (an atomic write that never reached its
+ * rename). A live writer touches its file with every piece it writes, so one untouched for the
+ * grace period is abandoned, whichever machine wrote it.
+ */
+async function removeAbandonedTemporaries(dir) {
+    for (const file of await (0,promises_namespaceObject.readdir)(dir).catch(() => [])) {
+        if (!file.startsWith('.tmp-'))
+            continue;
+        const info = await (0,promises_namespaceObject.stat)((0,external_node_path_namespaceObject.join)(dir, file)).catch(() => undefined);
+        if (info?.isFile() && Date.now() - info.mtimeMs > GC_GRACE_MS)
+            await (0,promises_namespaceObject.rm)((0,external_node_path_namespaceObject.join)(dir, file), { force: true });
+    }
+}
 class LayoutRepository {
     root;
     name;
@@ -33978,6 +33992,8 @@ class LayoutRepository {
                 }
             }
             const blobDir = (0,external_node_path_namespaceObject.join)(this.dir, 'blobs', 'sha256');
+            await removeAbandonedTemporaries(this.dir);
+            await removeAbandonedTemporaries(blobDir);
             for (const file of await (0,promises_namespaceObject.readdir)(blobDir).catch(() => [])) {
                 if (file.startsWith('.') || keep.has(`sha256:${file}`))
                     continue;

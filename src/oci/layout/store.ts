@@ -88,6 +88,19 @@ function tempName(): string {
   return `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
+/**
+ * Removes the temporary files of writers killed mid-write (an atomic write that never reached its
+ * rename). A live writer touches its file with every piece it writes, so one untouched for the
+ * grace period is abandoned, whichever machine wrote it.
+ */
+async function removeAbandonedTemporaries(dir: string): Promise<void> {
+  for (const file of await readdir(dir).catch(() => [] as string[])) {
+    if (!file.startsWith('.tmp-')) continue;
+    const info = await stat(join(dir, file)).catch(() => undefined);
+    if (info?.isFile() && Date.now() - info.mtimeMs > GC_GRACE_MS) await rm(join(dir, file), { force: true });
+  }
+}
+
 class LayoutRepository implements Repository {
   private readonly dir: string;
 
@@ -314,6 +327,8 @@ class LayoutRepository implements Repository {
         }
       }
       const blobDir = join(this.dir, 'blobs', 'sha256');
+      await removeAbandonedTemporaries(this.dir);
+      await removeAbandonedTemporaries(blobDir);
       for (const file of await readdir(blobDir).catch(() => [] as string[])) {
         if (file.startsWith('.') || keep.has(`sha256:${file}`)) continue;
         const info = await stat(join(blobDir, file)).catch(() => undefined);
