@@ -4,7 +4,8 @@
  * `oci-layout:` channel), then run again with the same arguments. The rerun must complete, and nothing may be
  * partial: every tag of the touched repositories is on a complete manifest, every package is its
  * file byte for byte, `latest` repodata lists exactly what the channel holds, no lock of a killed
- * process blocks the rerun, and leftover temporary files are invisible to every command (the next garbage collection removes them).
+ * process blocks the rerun, and leftover temporary files are invisible to every command (the
+ * next garbage collection removes them).
  *
  * Kill points: on the registry, the arrival of the N-th request at a counting proxy (N uniform
  * over the requests of an uninterrupted run, plus 0-3 ms, so bodies are cut mid-flight too); on
