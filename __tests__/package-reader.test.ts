@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -50,24 +50,9 @@ import {
   zstdZeroBomb,
   type TarMember,
 } from './helpers/archives.js';
+import { EXPECTED, FIXTURES } from './helpers/fixtures.js';
 
-const FIXTURES = resolve('__fixtures__/packages');
 const MIB = 1024 * 1024;
-
-interface Expected {
-  subdir: string;
-  filename: string;
-  name: string;
-  version: string;
-  build: string;
-  sha256: string;
-  md5: string;
-  size: number;
-  index: Record<string, unknown>;
-  run_exports: unknown;
-}
-
-const expected = JSON.parse(readFileSync(join(FIXTURES, 'expected.json'), 'utf8')) as Expected[];
 
 const work = mkdtempSync(join(tmpdir(), 'package-reader-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -222,7 +207,7 @@ function readBytes(bytes: Uint8Array, fileName: string, limits?: PackageLimits):
   return readPackage(chunked(bytes, [64 * 1024]), fileName, limits);
 }
 
-describe.each(expected)('fixture $filename', (fixture) => {
+describe.each(EXPECTED)('fixture $filename', (fixture) => {
   const path = join(FIXTURES, fixture.filename);
   let contents: PackageContents;
   beforeAll(async () => {

@@ -24,11 +24,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { freePort } from './lib.mjs';
 import { Agent, request } from 'undici';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -68,17 +68,6 @@ const { pushArtifact } = await import(join(build, 'oci', 'push.js'));
 const { mapLimit } = await import(join(build, 'oci', 'copy.js'));
 const { execute } = await import(join(build, 'execute.js'));
 const { silentReporter } = await import(join(build, 'commands', 'report.js'));
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(url) {
   for (let i = 0; ; i++) {
