@@ -510,7 +510,7 @@ describe('proxy', () => {
   test('stalls a response and streams what came before the stall', async () => {
     reset();
     const digest = await pushBlob(proxy.url, 'harness/stall', Buffer.alloc(64_000, 3));
-    proxy.on({ method: 'GET', path: /\/blobs\// }, actions.stall('response', 1000, 400), { times: 1 });
+    proxy.on({ method: 'GET', path: /\/blobs\// }, actions.stall('response', 1000, 1500), { times: 1 });
     const begin = Date.now();
     const response = await request(`${proxy.url}/v2/harness/stall/blobs/${digest}`);
     let firstChunkAt = 0;
@@ -520,8 +520,9 @@ describe('proxy', () => {
       total += (chunk as Buffer).length;
     }
     expect(total).toBe(64_000);
-    expect(firstChunkAt).toBeLessThan(300);
-    expect(Date.now() - begin).toBeGreaterThanOrEqual(390);
+    // The bytes before the stall arrive well before it ends (a margin for a busy machine).
+    expect(firstChunkAt).toBeLessThan(1000);
+    expect(Date.now() - begin).toBeGreaterThanOrEqual(1490);
   });
 
   test('a stall without end is ended by the client giving up', async () => {
