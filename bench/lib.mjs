@@ -3,7 +3,7 @@
  * RSS, load averages, medians.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -153,4 +153,22 @@ export function round(value, digits = 2) {
   if (!Number.isFinite(value)) return null;
   const f = 10 ** digits;
   return Math.round(value * f) / f;
+}
+
+/**
+ * What the package reader would report for a synthetic `.conda` whose package blob is `bytes`
+ * (benchmarks write registry contents without building real archives).
+ */
+export function syntheticContents({ fileName, index, indexJson, infoTarGz, bytes }) {
+  return {
+    fileName,
+    format: 'conda',
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    md5: createHash('md5').update(bytes).digest('hex'),
+    size: bytes.length,
+    indexJson,
+    index,
+    infoTarGz,
+    timestamp: index.timestamp,
+  };
 }

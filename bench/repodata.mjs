@@ -23,7 +23,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort } from './lib.mjs';
+import { freePort, syntheticContents } from './lib.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -170,17 +170,7 @@ async function makeArtifact(index) {
     });
   const infoTarGz = await buildInfoTarGz(entries);
   const packageBytes = randomBytes(96);
-  const contents = {
-    fileName,
-    format: 'conda',
-    sha256: createHash('sha256').update(packageBytes).digest('hex'),
-    md5: createHash('md5').update(packageBytes).digest('hex'),
-    size: packageBytes.length,
-    indexJson,
-    index,
-    infoTarGz,
-    timestamp: index.timestamp,
-  };
+  const contents = syntheticContents({ fileName, index, indexJson, infoTarGz, bytes: packageBytes });
   return { artifact: buildPackageArtifact(contents, packageBytes), index };
 }
 

@@ -28,7 +28,7 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort } from './lib.mjs';
+import { freePort, syntheticContents } from './lib.mjs';
 import { Agent, request } from 'undici';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -133,17 +133,7 @@ async function artifactFor(i) {
   const infoTarGz = await buildInfoTarGz([
     { path: 'info/index.json', type: 'file', mode: 0o644, data: indexJson },
   ]);
-  const contents = {
-    fileName,
-    format: 'conda',
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-    md5: createHash('md5').update(bytes).digest('hex'),
-    size: bytes.length,
-    indexJson,
-    index,
-    infoTarGz,
-    timestamp: index.timestamp,
-  };
+  const contents = syntheticContents({ fileName, index, indexJson, infoTarGz, bytes: bytes });
   return { artifact: buildPackageArtifact(contents, bytes), index, fileName };
 }
 
