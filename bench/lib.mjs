@@ -127,8 +127,8 @@ export async function timed(command, args, options = {}) {
   child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-200_000)));
   const code = await new Promise((resolve) => child.on('close', resolve));
   const seconds = (performance.now() - started) / 1000;
-  let maxRssMiB = NaN;
-  let cpuSeconds = NaN;
+  let maxRssMiB;
+  let cpuSeconds;
   try {
     const [kb, user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
     maxRssMiB = kb / 1024;

@@ -46,7 +46,11 @@ function nodeBin() {
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  if (run(npm, ['pack', pkg, '--silent', '--pack-destination', staging], { stdio: ['ignore', 'ignore', 'inherit'] }) !== 0) {
+  if (
+    run(npm, ['pack', pkg, '--silent', '--pack-destination', staging], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }) !== 0
+  ) {
     log(`npm pack ${pkg} failed`);
     process.exit(1);
   }

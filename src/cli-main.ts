@@ -190,7 +190,7 @@ function required(values: Record<string, unknown>, flag: string): string {
 
 function optional(values: Record<string, unknown>, flags: string[]): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const flag of flags) if (typeof values[flag] === 'string') out[flag] = values[flag] as string;
+  for (const flag of flags) if (typeof values[flag] === 'string') out[flag] = values[flag];
   return out;
 }
 
@@ -352,7 +352,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${commandHelp(name, spec)}\n`);
       return 0;
     }
-    options = spec.build(parsed.values as Record<string, unknown>, parsed.positionals);
+    options = spec.build(parsed.values, parsed.positionals);
   } catch (err) {
     process.stderr.write(redact(`conda-oci ${name}: ${(err as Error).message}\n`));
     return 2;

@@ -137,7 +137,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ...(runUrl ? { run: runUrl } : {}),
         ...withLayout,
         ...common,
-      } as CommandOptions;
+      };
       break;
     case 'validate': {
       const ownersPath = input('owners');
@@ -167,7 +167,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         },
         ...withLayout,
         ...common,
-      } as CommandOptions;
+      };
       break;
     }
     case 'promote':
@@ -180,7 +180,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ...(recordKey ? { recordKey } : {}),
         ...withLayout,
         ...common,
-      } as CommandOptions;
+      };
       break;
     case 'clean':
       options = {
@@ -190,7 +190,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         dryRun: flag('dry-run'),
         ...withLayout,
         ...common,
-      } as CommandOptions;
+      };
       break;
     case 'repodata': {
       const subdirs = (input('subdirs') ?? '').split(/[\s,]+/).filter(Boolean);
@@ -206,7 +206,7 @@ export function readInputs(env: NodeJS.ProcessEnv = process.env): ActionInputs {
         ...(flag('verify') ? { verify: true } : {}),
         ...withLayout,
         ...common,
-      } as CommandOptions;
+      };
       break;
     }
     default:

@@ -121,8 +121,8 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRun
     });
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
       stderr += text;
       options.onStderr?.(text, child);
     });

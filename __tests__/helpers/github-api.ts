@@ -197,7 +197,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
       '_manifests/revisions/sha256',
     );
     const found = new Map<string, StandInVersion>();
-    let hexes: string[] = [];
+    let hexes: string[];
     try {
       hexes = await readdir(revisions);
     } catch {

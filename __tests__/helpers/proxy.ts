@@ -352,7 +352,7 @@ class Tap extends Transform {
     const { corrupt, limit, onLimit } = this.options;
     if (corrupt && corrupt.offset >= start && corrupt.offset < start + chunk.length) {
       chunk = Buffer.from(chunk);
-      chunk[corrupt.offset - start] ^= corrupt.xor;
+      chunk[corrupt.offset - start]! ^= corrupt.xor;
     }
     if (!this.limitReached && limit !== undefined && onLimit && start + chunk.length >= limit) {
       this.limitReached = true;

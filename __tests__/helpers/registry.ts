@@ -299,9 +299,9 @@ async function launch(
     output += chunk.toString('utf8');
     if (output.length > LOG_LIMIT) output = output.slice(output.length - LOG_LIMIT / 2);
   };
-  child.stdout!.on('data', append);
-  child.stderr!.on('data', append);
-  child.stdin!.on('error', () => {});
+  child.stdout.on('data', append);
+  child.stderr.on('data', append);
+  child.stdin.on('error', () => {});
   let exited: string | undefined;
   child.once('exit', (code, signal) => {
     exited = `exited with ${signal ?? `status ${code}`}`;

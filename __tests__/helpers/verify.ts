@@ -9,7 +9,6 @@ import { readPackageManifest } from '../../src/conda/artifact.js';
 import { METADATA_KINDS, metadataJsonLayer } from '../../src/conda/metadata-artifact.js';
 import { LATEST_TAG, packageReference } from '../../src/conda/naming.js';
 import { mapLimit } from '../../src/oci/copy.js';
-import type { Digest } from '../../src/oci/digest.js';
 import { manifestBlobs, parseImageIndex, parseImageManifest } from '../../src/oci/manifest.js';
 import { MEDIA_TYPE_OCI_INDEX } from '../../src/oci/media-types.js';
 import { channelPrefix, channelRepository, type Channel } from '../../src/oci/reference.js';
@@ -135,9 +134,7 @@ export async function latestRepodataFiles(
   const { bytes } = await repository.fetchManifest(LATEST_TAG);
   const layer = metadataJsonLayer(bytes, kind, `${repository.name}:${LATEST_TAG}`);
   const json = JSON.parse(
-    new TextDecoder().decode(
-      await repository.readBlob({ digest: layer.digest as Digest, size: layer.size }, 1 << 30),
-    ),
+    new TextDecoder().decode(await repository.readBlob({ digest: layer.digest, size: layer.size }, 1 << 30)),
   ) as { packages?: Record<string, unknown>; 'packages.conda'?: Record<string, unknown> };
   return [...Object.keys(json.packages ?? {}), ...Object.keys(json['packages.conda'] ?? {})].sort();
 }

@@ -16,10 +16,10 @@ export default function setup(): () => void {
   for (const stream of [process.stdout, process.stderr]) {
     const original = stream.write;
     const write = original.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    stream.write = (chunk: unknown, ...rest: unknown[]) => {
       printed.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'));
       return write(chunk, ...rest);
-    }) as typeof stream.write;
+    };
     restore.push(() => (stream.write = original));
   }
 

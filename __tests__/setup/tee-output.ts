@@ -16,13 +16,13 @@ if (dir && !holder[PATCHED]) {
   const file = join(dir, `worker-${process.pid}.log`);
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    stream.write = (chunk: unknown, ...rest: unknown[]) => {
       try {
         appendFileSync(file, typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array));
       } catch {
         // the log is best effort; the test's own output must not fail
       }
       return write(chunk, ...rest);
-    }) as typeof stream.write;
+    };
   }
 }

@@ -6,7 +6,6 @@
 import { readPackageManifest } from '../conda/artifact.js';
 import { isPackageTag } from '../conda/naming.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT } from '../conda/records.js';
-import type { Digest } from '../oci/digest.js';
 import { describeError, InvalidReferenceError } from '../oci/errors.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers } from '../oci/referrers.js';
@@ -90,11 +89,7 @@ async function cleanOne(
   // The v0 name of another package (`<subdir>/cmake` is also the v1 repository of `make`): it
   // goes with that package, never on its own.
   if (isV0NameOf(repository.name, subdir, tag, info)) return undefined;
-  const receipts = await listReferrers(
-    repository,
-    fetched.descriptor.digest as Digest,
-    ARTIFACT_TYPE_UPLOAD_RECEIPT,
-  );
+  const receipts = await listReferrers(repository, fetched.descriptor.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT);
   const times = receipts
     .map((r) => Date.parse(r.annotations?.[ANNOTATION_CREATED] ?? ''))
     .filter((t) => !Number.isNaN(t));
@@ -116,13 +111,9 @@ async function cleanOne(
   };
   if (!options.dryRun) {
     try {
-      await deleteStaged(repository, fetched.descriptor.digest as Digest);
+      await deleteStaged(repository, fetched.descriptor.digest);
       if (options.layout === 'both')
-        await deleteV0(
-          context.store,
-          v0Name(options.channel, subdir, info),
-          fetched.descriptor.digest as Digest,
-        );
+        await deleteV0(context.store, v0Name(options.channel, subdir, info), fetched.descriptor.digest);
     } catch (err) {
       // Known by now: the result names the package, not only the tag.
       return { ...result, status: 'failed', error: describeError(err) };

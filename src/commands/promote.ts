@@ -17,7 +17,7 @@ import {
   type ValidationRecord,
 } from '../conda/records.js';
 import { copyManifestBlobs, mapLimit, type Located } from '../oci/copy.js';
-import { digestOf, type Digest } from '../oci/digest.js';
+import { digestOf } from '../oci/digest.js';
 import { describeError, ProtocolError } from '../oci/errors.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers, pushReferrer } from '../oci/referrers.js';
@@ -187,7 +187,7 @@ async function promoteOne(
   await pushReferrer(
     production.repository,
     { mediaType: record.descriptor.mediaType, bytes: record.bytes },
-    staged.descriptor.digest as Digest,
+    staged.descriptor.digest,
   );
   const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
   if (v0 && v0State?.kind === 'free') await writeV0(context.production, productionName, v0, stagedManifest);
@@ -203,12 +203,12 @@ async function promoteOne(
     };
   }
   if (options.deleteStaged) {
-    await deleteStaged(staging.repository, staged.descriptor.digest as Digest);
+    await deleteStaged(staging.repository, staged.descriptor.digest);
     if (v0)
       await deleteV0(
         context.staging,
         v0Name(options.from, request.subdir, identity),
-        staged.descriptor.digest as Digest,
+        staged.descriptor.digest,
       );
   }
   context.reporter.info(`${request.file}: promoted to ${result.reference}`);
@@ -250,7 +250,7 @@ async function passingRecord(
   request: RequestedArtifact,
   key: string | undefined,
 ): Promise<FetchedManifest | string> {
-  const subject = staged.descriptor.digest as Digest;
+  const subject = staged.descriptor.digest;
   const candidates = (await listReferrers(repository, subject, ARTIFACT_TYPE_VALIDATION))
     .filter((d) => d.annotations?.[ANNOTATION_VALIDATION_RESULT] === 'passed')
     .sort((a, b) =>

@@ -256,7 +256,7 @@ async function readArtifact(
   }
   if (info.md5 === undefined) reporter.warn(`${what}: the package layer has no md5 annotation`);
   const record = packageRecord(fields, {
-    sha256: digestHex(info.packageLayer.digest as Digest),
+    sha256: digestHex(info.packageLayer.digest),
     md5: info.md5,
     size: info.packageLayer.size,
   });

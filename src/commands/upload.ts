@@ -241,11 +241,11 @@ async function readWhileUploading(
     .pushBlobStream({ size, stream: outgoing, digest })
     .catch((err: unknown) => ({ failed: err }));
   const input = createReadStream(path, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
-  const progress = context.reporter.progress;
+  const reporter = context.reporter;
   let pkg: PackageContents;
   try {
     pkg = await readPackage(
-      tee(input, outgoing, progress ? (n) => progress(file, n, size) : undefined),
+      tee(input, outgoing, reporter.progress ? (n) => reporter.progress?.(file, n, size) : undefined),
       file,
     );
   } catch (err) {

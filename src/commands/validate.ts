@@ -184,13 +184,13 @@ async function validateOne(
   if (staged)
     await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
   if (!checks.passed && options.deleteFailed && staged) {
-    await deleteStaged(repository, staged.descriptor.digest as Digest);
+    await deleteStaged(repository, staged.descriptor.digest);
     // Its v0 name goes too, where it holds this very manifest (never another package's).
     if (options.layout === 'both')
       await deleteV0(
         context.staging,
         v0Name(options.channel, request.subdir, fileName),
-        staged.descriptor.digest as Digest,
+        staged.descriptor.digest,
       );
     context.reporter.info(`${request.file}: deleted from staging after failing validation`);
   }
@@ -244,7 +244,7 @@ async function checkContent(
     // openBlob verifies size and digest (the claimed one, checked above) as the bytes arrive and
     // fails at the end unless they match: the reader need not hash them again.
     pkg = await readPackage(shielded, request.file, DEFAULT_LIMITS, {
-      verifiedSha256: digestHex(info.packageLayer.digest as Digest),
+      verifiedSha256: digestHex(info.packageLayer.digest),
     });
   } catch (err) {
     // Bytes altered on the way would otherwise be blamed on the package: read the same download

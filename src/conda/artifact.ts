@@ -3,7 +3,6 @@
  * one image manifest, three layers in a fixed order, and the conda annotations. Built
  * deterministically: the same package file always gives the same manifest digest.
  */
-import type { Digest } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
 import {
   canonicalJson,
@@ -76,7 +75,7 @@ export function buildPackageArtifact(
 ): PackageArtifact {
   const packageLayer: Descriptor = {
     mediaType: packageMediaType(pkg.format),
-    digest: `sha256:${pkg.sha256}` as Digest,
+    digest: `sha256:${pkg.sha256}`,
     size: pkg.size,
     annotations: { [ANNOTATION_PACKAGE_MD5]: pkg.md5, [ANNOTATION_TITLE]: pkg.fileName },
   };

@@ -199,7 +199,7 @@ export function checkPatchInstructions(value: unknown, what: string): PatchInstr
     if (!Array.isArray(names) || names.some((n) => typeof n !== 'string'))
       fail(`"${list}" must be a list of file names`);
   }
-  return doc as PatchInstructions;
+  return doc;
 }
 
 function cloneJson<T extends Json>(value: T): T {
@@ -581,7 +581,7 @@ function parseText<T>(text: string | undefined): T | undefined {
 function oneLine(value: Json | undefined): Json | undefined {
   if (typeof value === 'string') return value.trim().replace(/\n/g, ' ');
   if (Array.isArray(value) && value.every((v) => typeof v === 'string'))
-    return (value as string[]).join('').trim().replace(/\n/g, ' ');
+    return value.join('').trim().replace(/\n/g, ' ');
   return value;
 }
 

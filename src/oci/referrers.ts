@@ -98,9 +98,9 @@ export async function deleteReferrers(
   const gone = new Set(which.map((d) => d.digest));
   const fallback = await readFallback(repository, subject);
   for (const digest of gone)
-    await repository
-      .deleteManifest(digest as Digest)
-      .catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
+    await repository.deleteManifest(digest).catch((err: unknown) => {
+      if (!(err instanceof NotFoundError)) throw err;
+    });
   if (!fallback) return;
   const remaining = fallback.manifests.filter((m) => !gone.has(m.digest));
   if (remaining.length === fallback.manifests.length) return;

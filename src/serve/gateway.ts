@@ -505,7 +505,7 @@ export class Gateway {
     )
       throw notFound();
     const layer = info.packageLayer;
-    if (this.options.redirect && (await this.blobIsPublic(repositoryName, layer.digest as Digest))) {
+    if (this.options.redirect && (await this.blobIsPublic(repositoryName, layer.digest))) {
       return { location: this.blobUrl(repositoryName, layer.digest) };
     }
     const repository = this.context.store.repository(repositoryName);

@@ -211,6 +211,7 @@ export class RegistryClient {
    * already received) and fails unless the whole matches digest and size.
    */
   openBlob(repository: string, descriptor: { digest: Digest; size: number }): Readable {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a generator cannot be an arrow function
     const client = this;
     async function* chunks(): AsyncGenerator<Buffer> {
       let received = 0;

@@ -6,7 +6,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { dockerConfigCredentials, resolveCredentials } from '../src/oci/remote/credentials.js';
+import { dockerConfigCredentials, resolveCredentials } from '../../src/oci/remote/credentials.js';
 
 let dir: string;
 beforeAll(async () => {

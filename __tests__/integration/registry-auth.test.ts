@@ -8,15 +8,15 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { digestOf, type Digest } from '../src/oci/digest.js';
-import { RegistryError } from '../src/oci/errors.js';
-import { canonicalJson, EMPTY_CONFIG, type ImageManifest } from '../src/oci/manifest.js';
-import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../src/oci/media-types.js';
-import { normalizeScopes, parseChallenge, realmMayReceiveCredentials } from '../src/oci/remote/auth.js';
-import { RegistryClient, type RegistryClientOptions } from '../src/oci/remote/client.js';
-import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
-import { testSecret } from './helpers/secrets.js';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
+import { RegistryError } from '../../src/oci/errors.js';
+import { canonicalJson, EMPTY_CONFIG, type ImageManifest } from '../../src/oci/manifest.js';
+import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
+import { normalizeScopes, parseChallenge, realmMayReceiveCredentials } from '../../src/oci/remote/auth.js';
+import { RegistryClient, type RegistryClientOptions } from '../../src/oci/remote/client.js';
+import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
+import { testSecret } from '../helpers/secrets.js';
 
 // Holds the marker the suite-wide secret scan looks for (helpers/secrets.ts).
 const SECRET = testSecret('pa55-w0rd-that-must-never-leak');

@@ -12,19 +12,19 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LATEST_TAG } from '../src/conda/naming.js';
-import { silentReporter, type CommandResult, type Reporter } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { githubApi } from '../src/github/api.js';
-import { ghcrExtras } from '../src/github/packages.js';
-import { parseImageManifest, type ImageManifest } from '../src/oci/manifest.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { Store } from '../src/oci/storage.js';
-import { EXPECTED, expectedOf, fixturePath } from './helpers/fixtures.js';
-import { startGitHubStandIn } from './helpers/github-api.js';
-import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+import { LATEST_TAG } from '../../src/conda/naming.js';
+import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { githubApi } from '../../src/github/api.js';
+import { ghcrExtras } from '../../src/github/packages.js';
+import { parseImageManifest, type ImageManifest } from '../../src/oci/manifest.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { Store } from '../../src/oci/storage.js';
+import { EXPECTED, expectedOf, fixturePath } from '../helpers/fixtures.js';
+import { startGitHubStandIn } from '../helpers/github-api.js';
+import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 
 // rattler's JS bindings: CommonJS that loads its WebAssembly synchronously (the ESM entry is
 // for bundlers and imports the .wasm as a module, which Node cannot).

@@ -7,17 +7,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
-import { packageReference } from '../src/conda/naming.js';
-import type { CommandResult } from '../src/commands/report.js';
-import { readInputs, type ActionInputs } from '../src/inputs.js';
-import { run } from '../src/main.js';
-import { githubApi } from '../src/github/api.js';
-import { requestValidation } from '../src/github/dispatch.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import { expectedOf, fixturePath } from './helpers/fixtures.js';
-import { startGitHubStandIn, type GitHubStandIn } from './helpers/github-api.js';
-import { useRegistry } from './helpers/registry.js';
-import { testSecret } from './helpers/secrets.js';
+import { packageReference } from '../../src/conda/naming.js';
+import type { CommandResult } from '../../src/commands/report.js';
+import { readInputs, type ActionInputs } from '../../src/inputs.js';
+import { run } from '../../src/main.js';
+import { githubApi } from '../../src/github/api.js';
+import { requestValidation } from '../../src/github/dispatch.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import { expectedOf, fixturePath } from '../helpers/fixtures.js';
+import { startGitHubStandIn, type GitHubStandIn } from '../helpers/github-api.js';
+import { useRegistry } from '../helpers/registry.js';
+import { testSecret } from '../helpers/secrets.js';
 
 const core = vi.hoisted(() => {
   const calls: { method: string; args: unknown[] }[] = [];

@@ -12,19 +12,19 @@ import { gunzipSync } from 'node:zlib';
 import { decode } from '@msgpack/msgpack';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { zstdDecompress } from '../src/compress.js';
-import { silentReporter, type Reporter } from '../src/commands/report.js';
-import { serve, type RunningServer } from '../src/commands/serve.js';
-import { execute } from '../src/execute.js';
-import { parseImageManifest } from '../src/oci/manifest.js';
-import { openStore } from '../src/oci/open-store.js';
-import { parseChannel } from '../src/oci/reference.js';
-import type { Store } from '../src/oci/storage.js';
-import type { GatewayOptions } from '../src/serve/gateway.js';
-import { serveMain } from '../src/serve/cli.js';
-import { EXPECTED, fixturePath } from './helpers/fixtures.js';
-import { actions, startProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+import { zstdDecompress } from '../../src/compress.js';
+import { silentReporter, type Reporter } from '../../src/commands/report.js';
+import { serve, type RunningServer } from '../../src/commands/serve.js';
+import { execute } from '../../src/execute.js';
+import { parseImageManifest } from '../../src/oci/manifest.js';
+import { openStore } from '../../src/oci/open-store.js';
+import { parseChannel } from '../../src/oci/reference.js';
+import type { Store } from '../../src/oci/storage.js';
+import type { GatewayOptions } from '../../src/serve/gateway.js';
+import { serveMain } from '../../src/serve/cli.js';
+import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
+import { actions, startProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 
 const rattler = createRequire(import.meta.url)('@conda-org/rattler') as {
   simpleSolve(

@@ -21,19 +21,19 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
 import { afterAll, describe, expect, test } from 'vitest';
-import { parseArtifactDocument, parseArtifactFlag } from '../src/commands/artifact-list.js';
-import { silentReporter } from '../src/commands/report.js';
-import { packageReference, parseArtifactFileName } from '../src/conda/naming.js';
-import { PackageError, readPackage, type PackageLimits } from '../src/conda/package-reader.js';
-import { execute } from '../src/execute.js';
-import { InvalidReferenceError } from '../src/oci/errors.js';
+import { parseArtifactDocument, parseArtifactFlag } from '../../src/commands/artifact-list.js';
+import { silentReporter } from '../../src/commands/report.js';
+import { packageReference, parseArtifactFileName } from '../../src/conda/naming.js';
+import { PackageError, readPackage, type PackageLimits } from '../../src/conda/package-reader.js';
+import { execute } from '../../src/execute.js';
+import { InvalidReferenceError } from '../../src/oci/errors.js';
 import {
   channelRepository,
   checkSubdir,
   isRepositoryName,
   isTag,
   parseChannel,
-} from '../src/oci/reference.js';
+} from '../../src/oci/reference.js';
 import {
   conda,
   condaMembers,
@@ -47,8 +47,8 @@ import {
   zstd,
   type TarMember,
   type ZipField,
-} from './helpers/archives.js';
-import { EXPECTED, fixturePath } from './helpers/fixtures.js';
+} from '../helpers/archives.js';
+import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
 
 const MIB = 1024 * 1024;
 const work = mkdtempSync(join(tmpdir(), 'conda-oci-hostile-'));
@@ -136,9 +136,13 @@ describe('fuzzing the package reader with mutations of the fixtures', () => {
     fc.record({
       kind: fc.constant('zip-field' as const),
       member: fc.nat({ max: 2 }),
-      field: fc.constantFrom('compressedSize', 'size', 'crc32', 'flags', 'method') as fc.Arbitrary<
-        Exclude<ZipField, 'offset'>
-      >,
+      field: fc.constantFrom<Exclude<ZipField, 'offset'>>(
+        'compressedSize',
+        'size',
+        'crc32',
+        'flags',
+        'method',
+      ),
       central: fc.boolean(),
       value: fc.oneof(
         fc.constantFrom(0, 1, 0xffff, 0xffffffff, 0x7fffffff),
@@ -152,7 +156,7 @@ describe('fuzzing the package reader with mutations of the fixtures', () => {
     switch (m.kind) {
       case 'flip': {
         const out = Buffer.from(bytes);
-        for (const at of m.at) out[at % n] ^= m.xor;
+        for (const at of m.at) out[at % n]! ^= m.xor;
         return out;
       }
       case 'truncate':

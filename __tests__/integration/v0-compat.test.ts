@@ -17,17 +17,17 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { zstdDecompress } from '../src/compress.js';
-import { silentReporter, type CommandResult, type Reporter } from '../src/commands/report.js';
-import { main } from '../src/cli-main.js';
-import { parseLayout } from '../src/commands/v0-compat.js';
-import { execute } from '../src/execute.js';
-import { readInputs } from '../src/inputs.js';
-import type { CommandOptions } from '../src/options.js';
-import { EXPECTED, fixturePath } from './helpers/fixtures.js';
-import { makePackage, type MadePackage } from './helpers/packages.js';
-import { startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+import { zstdDecompress } from '../../src/compress.js';
+import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
+import { main } from '../../src/cli-main.js';
+import { parseLayout } from '../../src/commands/v0-compat.js';
+import { execute } from '../../src/execute.js';
+import { readInputs } from '../../src/inputs.js';
+import type { CommandOptions } from '../../src/options.js';
+import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
+import { makePackage, type MadePackage } from '../helpers/packages.js';
+import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 
 const registry = useRegistry({ auth: 'none' });
 let proxy: TestProxy;
@@ -549,10 +549,10 @@ describe('the layout option', () => {
   test('CLI: --layout other than v1 or both is a usage error (exit 2)', async () => {
     const stderr = process.stderr.write;
     let written = '';
-    process.stderr.write = ((chunk: string) => {
+    process.stderr.write = (chunk: string) => {
       written += chunk;
       return true;
-    }) as typeof process.stderr.write;
+    };
     try {
       expect(await main(['repodata', '--channel', 'oci-layout:/tmp/nowhere', '--layout', 'v0'])).toBe(2);
     } finally {

@@ -25,28 +25,28 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { packageReference } from '../src/conda/naming.js';
-import { silentReporter, type CommandResult } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { digestOf, type Digest } from '../src/oci/digest.js';
+import { packageReference } from '../../src/conda/naming.js';
+import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
 import {
   DigestMismatchError,
   OciError,
   ProtocolError,
   RegistryError,
   SizeLimitError,
-} from '../src/oci/errors.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { encodeManifest, MANIFEST_SIZE_LIMIT } from '../src/oci/manifest.js';
-import { MEDIA_TYPE_OCI_INDEX } from '../src/oci/media-types.js';
-import { fallbackTag } from '../src/oci/referrers.js';
-import { RegistryClient } from '../src/oci/remote/client.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { Store } from '../src/oci/storage.js';
-import { makePackage, type MadePackage } from './helpers/packages.js';
-import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
-import { checkComplete } from './helpers/verify.js';
+} from '../../src/oci/errors.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { encodeManifest, MANIFEST_SIZE_LIMIT } from '../../src/oci/manifest.js';
+import { MEDIA_TYPE_OCI_INDEX } from '../../src/oci/media-types.js';
+import { fallbackTag } from '../../src/oci/referrers.js';
+import { RegistryClient } from '../../src/oci/remote/client.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { Store } from '../../src/oci/storage.js';
+import { makePackage, type MadePackage } from '../helpers/packages.js';
+import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
+import { checkComplete } from '../helpers/verify.js';
 
 const KEY = 'record-key-of-the-hostile-registry-suite';
 const registry = useRegistry();
@@ -163,9 +163,7 @@ describe('manifests', () => {
     const index = encodeManifest({
       schemaVersion: 2,
       mediaType: MEDIA_TYPE_OCI_INDEX,
-      manifests: [
-        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: realDigest as Digest, size: 1 },
-      ],
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: realDigest, size: 1 }],
     });
     await direct.repository(repository).pushManifest(index, tag);
     const layoutDir = join(work, 'types-prod');
@@ -497,8 +495,8 @@ describe('referrers', () => {
     const v = refPath('hr/replay', victim);
     const o = refPath('hr/replay', other);
     // The victim's own record is replaced by a failing one, so only the replayed record passes.
-    const victimSubject = (await direct.repository(v.repository).resolve(v.tag))!.digest as Digest;
-    const otherSubject = (await direct.repository(o.repository).resolve(o.tag))!.digest as Digest;
+    const victimSubject = (await direct.repository(v.repository).resolve(v.tag))!.digest;
+    const otherSubject = (await direct.repository(o.repository).resolve(o.tag))!.digest;
     const otherIndex = await direct.repository(o.repository).fetchManifest(fallbackTag(otherSubject));
     // Someone with write access to staging copies the other artifact's referrers (its genuine,
     // signed, passing record) under the victim's fallback tag. Different repositories: the

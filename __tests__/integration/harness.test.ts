@@ -59,9 +59,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
-import { startRegistry, useRegistry, type TestRegistry } from './helpers/registry.js';
-import { createTokenSigner, decodeJwt, type TokenSigner } from './helpers/token-server.js';
+import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { startRegistry, useRegistry, type TestRegistry } from '../helpers/registry.js';
+import { createTokenSigner, decodeJwt, type TokenSigner } from '../helpers/token-server.js';
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -221,7 +221,7 @@ describe('registry with token auth', () => {
     const server = registry.tokenServer!;
     const query = new URLSearchParams({ service: server.service });
     for (const scope of scopes) query.append('scope', scope);
-    const answer = await call(`${server.realm}?${query}`, {
+    const answer = await call(`${server.realm}?${query.toString()}`, {
       headers: user === null ? {} : { authorization: basic(user, 'pw') },
     });
     if (answer.status !== 200) return { token: '', status: answer.status };
@@ -1001,7 +1001,7 @@ test('EXPERIMENT: with token auth, a mount needs pull on the source (else 401, n
     const token = async (user: string, ...scopes: string[]): Promise<Record<string, string>> => {
       const query = new URLSearchParams({ service: server.service });
       for (const scope of scopes) query.append('scope', scope);
-      const answer = await call(`${server.realm}?${query}`, {
+      const answer = await call(`${server.realm}?${query.toString()}`, {
         headers: { authorization: basic(user, 'pw') },
       });
       return { authorization: `Bearer ${(JSON.parse(answer.body) as { token: string }).token}` };

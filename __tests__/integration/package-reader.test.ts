@@ -26,8 +26,8 @@ import {
   readPackageFile,
   type PackageContents,
   type PackageLimits,
-} from '../src/conda/package-reader.js';
-import { SizeLimitError } from '../src/oci/errors.js';
+} from '../../src/conda/package-reader.js';
+import { SizeLimitError } from '../../src/oci/errors.js';
 import {
   bzip2,
   bzip2ZeroBomb,
@@ -49,8 +49,8 @@ import {
   zstdOfZeros,
   zstdZeroBomb,
   type TarMember,
-} from './helpers/archives.js';
-import { EXPECTED, FIXTURES } from './helpers/fixtures.js';
+} from '../helpers/archives.js';
+import { EXPECTED, FIXTURES } from '../helpers/fixtures.js';
 
 const MIB = 1024 * 1024;
 
@@ -839,7 +839,7 @@ const badCases: BadCase[] = [
     file: TAR_BZ2,
     bytes: () => {
       const bytes = Buffer.from(goodTarBz2());
-      bytes[Math.floor(bytes.length / 2)] ^= 0x55;
+      bytes[Math.floor(bytes.length / 2)]! ^= 0x55;
       return bytes;
     },
     error: /the bzip2 data is corrupt/,

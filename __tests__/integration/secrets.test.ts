@@ -19,14 +19,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { silentReporter, type CommandResult } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { CommandOptions } from '../src/options.js';
-import { buildCli, runCli } from './helpers/cli.js';
-import { expectedOf, fixturePath } from './helpers/fixtures.js';
-import { useRegistry } from './helpers/registry.js';
-import { base64Forms, findLeaks, SECRET_MARKER, secretForms, testSecret } from './helpers/secrets.js';
+import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { CommandOptions } from '../../src/options.js';
+import { buildCli, runCli } from '../helpers/cli.js';
+import { expectedOf, fixturePath } from '../helpers/fixtures.js';
+import { useRegistry } from '../helpers/registry.js';
+import { base64Forms, findLeaks, SECRET_MARKER, secretForms, testSecret } from '../helpers/secrets.js';
 
 const CONDA = 'demo-pkg-1.2.3-h1234567_0.conda';
 const NEWER = 'demo-pkg-1.2.4-h7654321_1.conda';
@@ -63,7 +63,7 @@ describe('a staging-only identity cannot write production by any command', () =>
   const staging = () => `oci://${registry.host}/sec/staging`;
   const production = () => `oci://${registry.host}/sec/prod`;
   const run = (options: CommandOptions, who: { username: string; password: string }) =>
-    execute({ ...options, ...who } as CommandOptions, { reporter: silentReporter });
+    execute({ ...options, ...who }, { reporter: silentReporter });
 
   /** Every tag of every production repository, with its digest (read as the webservices side). */
   async function productionState(): Promise<Record<string, string>> {

@@ -14,15 +14,15 @@ import {
   readPackageManifest,
   MEDIA_TYPE_CONDA_PACKAGE_V1,
   MEDIA_TYPE_CONDA_PACKAGE_V2,
-} from '../src/conda/artifact.js';
-import { silentReporter, type CommandResult } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { Store } from '../src/oci/storage.js';
-import { cphInfo, EXPECTED, expectedOf, fixturePath, FIXTURES } from './helpers/fixtures.js';
-import { startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+} from '../../src/conda/artifact.js';
+import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { Store } from '../../src/oci/storage.js';
+import { cphInfo, EXPECTED, expectedOf, fixturePath, FIXTURES } from '../helpers/fixtures.js';
+import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 
 const registry = useRegistry({ auth: 'none' });
 let proxy: TestProxy;

@@ -20,9 +20,9 @@ import {
   v0PackageReference,
   v0RepodataReference,
   type ArtifactExtension,
-} from '../src/conda/naming.js';
-import { InvalidReferenceError } from '../src/oci/errors.js';
-import { isPathComponent, isRepositoryName, isTag } from '../src/oci/reference.js';
+} from '../../src/conda/naming.js';
+import { InvalidReferenceError } from '../../src/oci/errors.js';
+import { isPathComponent, isRepositoryName, isTag } from '../../src/oci/reference.js';
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 const HEX64 = 'a'.repeat(64);
@@ -37,7 +37,7 @@ function thrown(fn: () => unknown): InvalidReferenceError {
   throw new Error('expected an InvalidReferenceError');
 }
 
-const FIXTURES = new URL('../__fixtures__/packages/', import.meta.url);
+const FIXTURES = new URL('../../__fixtures__/packages/', import.meta.url);
 const LONG_NAME = 'a-package-name-that-is-deliberately-longer-than-sixty-four-characters-x';
 
 describe('parseArtifactFileName', () => {

@@ -7,22 +7,25 @@ import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { readPackageManifest } from '../src/conda/artifact.js';
-import { packageReference } from '../src/conda/naming.js';
-import { ANNOTATION_VALIDATION_RESULT, ARTIFACT_TYPE_VALIDATION, buildRecord } from '../src/conda/records.js';
-import { parseOwners } from '../src/commands/owners.js';
-import { silentReporter, type CommandResult } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import type { Digest } from '../src/oci/digest.js';
-import { manifestBlobs, parseImageManifest } from '../src/oci/manifest.js';
-import { pushArtifact } from '../src/oci/push.js';
-import { listReferrers } from '../src/oci/referrers.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { CommandOptions } from '../src/options.js';
-import { expectedOf, fixturePath } from './helpers/fixtures.js';
-import { actions, startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
-import { testSecret } from './helpers/secrets.js';
+import { readPackageManifest } from '../../src/conda/artifact.js';
+import { packageReference } from '../../src/conda/naming.js';
+import {
+  ANNOTATION_VALIDATION_RESULT,
+  ARTIFACT_TYPE_VALIDATION,
+  buildRecord,
+} from '../../src/conda/records.js';
+import { parseOwners } from '../../src/commands/owners.js';
+import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
+import { pushArtifact } from '../../src/oci/push.js';
+import { listReferrers } from '../../src/oci/referrers.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { CommandOptions } from '../../src/options.js';
+import { expectedOf, fixturePath } from '../helpers/fixtures.js';
+import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
+import { testSecret } from '../helpers/secrets.js';
 
 // Secrets hold the marker the suite-wide secret scan looks for (helpers/secrets.ts).
 const FEEDSTOCK = { username: 'demo-pkg-feedstock', password: testSecret('feedstock-secret-4711') };
@@ -71,10 +74,13 @@ function run(
   who: { username: string; password: string },
   now?: Date,
 ): Promise<CommandResult> {
-  return execute({ ...options, ...who } as CommandOptions, {
-    reporter: silentReporter,
-    ...(now ? { now: () => now } : {}),
-  });
+  return execute(
+    { ...options, ...who },
+    {
+      reporter: silentReporter,
+      ...(now ? { now: () => now } : {}),
+    },
+  );
 }
 
 function request(file: string) {
@@ -173,11 +179,7 @@ describe('upload, validate, promote', () => {
       expect(fetched.descriptor.digest).toBe(validated.artifacts.find((a) => a.file === file)!.digest);
       for (const blob of manifestBlobs(parseImageManifest(fetched.bytes)))
         expect(await repository.statBlob(blob.digest)).toEqual({ size: blob.size });
-      const records = await listReferrers(
-        repository,
-        fetched.descriptor.digest as Digest,
-        ARTIFACT_TYPE_VALIDATION,
-      );
+      const records = await listReferrers(repository, fetched.descriptor.digest, ARTIFACT_TYPE_VALIDATION);
       expect(records.map((r) => r.annotations?.[ANNOTATION_VALIDATION_RESULT])).toEqual(['passed']);
     }
     const again = await run(
@@ -402,7 +404,7 @@ describe('concurrency and cleaning', () => {
       for (const blob of manifestBlobs(parseImageManifest(fetched.bytes)))
         expect(await repository.statBlob(blob.digest)).toBeDefined();
       expect(
-        await listReferrers(repository, fetched.descriptor.digest as Digest, ARTIFACT_TYPE_VALIDATION),
+        await listReferrers(repository, fetched.descriptor.digest, ARTIFACT_TYPE_VALIDATION),
       ).toHaveLength(1);
     }
   });
@@ -464,7 +466,7 @@ describe('the artifact list comes in every form users have', () => {
       FEEDSTOCK,
     );
     writeFileSync(join(work, 'up.json'), JSON.stringify(up));
-    const { parseArtifactDocument } = await import('../src/commands/artifact-list.js');
+    const { parseArtifactDocument } = await import('../../src/commands/artifact-list.js');
     const fromResult = parseArtifactDocument(JSON.stringify(up), 'result');
     const fromOutputs = parseArtifactDocument({ [`linux-64/${CONDA}`]: expectedOf(CONDA).sha256 }, 'outputs');
     const fromDispatch = parseArtifactDocument(

@@ -7,17 +7,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { copyManifestBlobs } from '../src/oci/copy.js';
-import { digestOf, type Digest } from '../src/oci/digest.js';
-import { DigestMismatchError, NotFoundError, OciError } from '../src/oci/errors.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { canonicalJson, descriptorOf, EMPTY_CONFIG, type ImageManifest } from '../src/oci/manifest.js';
-import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../src/oci/media-types.js';
-import { pushArtifact } from '../src/oci/push.js';
-import { deleteReferrers, fallbackTag, listReferrers } from '../src/oci/referrers.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { BlobSource, Store } from '../src/oci/storage.js';
-import { useRegistry } from './helpers/registry.js';
+import { copyManifestBlobs } from '../../src/oci/copy.js';
+import { digestOf } from '../../src/oci/digest.js';
+import { DigestMismatchError, NotFoundError, OciError } from '../../src/oci/errors.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { canonicalJson, descriptorOf, EMPTY_CONFIG, type ImageManifest } from '../../src/oci/manifest.js';
+import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
+import { pushArtifact } from '../../src/oci/push.js';
+import { deleteReferrers, fallbackTag, listReferrers } from '../../src/oci/referrers.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { BlobSource, Store } from '../../src/oci/storage.js';
+import { useRegistry } from '../helpers/registry.js';
 
 const registry = useRegistry({ auth: 'none' });
 let layoutDir: string;
@@ -140,7 +140,7 @@ describe.each(stores)('store contract: %s', (kind, open) => {
     for await (const t of r.listTags()) tags.push(t);
     expect(tags.sort()).toEqual(['1.0-0', '2.0-0', 'moving']);
 
-    await r.deleteManifest(two.descriptor.digest as Digest);
+    await r.deleteManifest(two.descriptor.digest);
     expect(await r.resolve('2.0-0')).toBeUndefined();
     await expect(r.fetchManifest('2.0-0')).rejects.toThrow(NotFoundError);
     expect((await r.resolve('1.0-0'))?.digest).toBe(one.descriptor.digest);
@@ -227,7 +227,7 @@ describe('oci-layout housekeeping', () => {
     for (const path of [...abandoned, ...live]) await writeFile(path, 'half written');
     for (const path of abandoned) await utimes(path, hourAgo, hourAgo);
 
-    await repository.deleteManifest(other.descriptor.digest as Digest);
+    await repository.deleteManifest(other.descriptor.digest);
     for (const path of abandoned) await expect(stat(path), path).rejects.toThrow(/ENOENT/);
     for (const path of live) expect((await stat(path)).isFile(), path).toBe(true);
     // The artifact still there is whole.
@@ -259,7 +259,7 @@ describe('copy between stores', () => {
       expect(final.descriptor.digest).toBe(image.descriptor.digest);
       for (const blob of image.blobs) {
         expect(Buffer.from(await dst.repository.readBlob(blob.descriptor, 1 << 20))).toEqual(
-          Buffer.from(blob.content as Uint8Array),
+          Buffer.from(blob.content),
         );
       }
     } finally {
@@ -280,7 +280,7 @@ describe('copy between stores', () => {
     );
     const remote = new RemoteStore({ host: registry.host, plainHttp: true });
     try {
-      const { copyBlob } = await import('../src/oci/copy.js');
+      const { copyBlob } = await import('../../src/oci/copy.js');
       const err = await copyBlob(
         { store: layout, repository: layout.repository('lying/src') },
         { store: remote, repository: remote.repository('lying/dst') },

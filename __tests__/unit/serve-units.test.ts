@@ -1,11 +1,11 @@
 /** The gateway's pure parts: HTTP semantics, CEP 16 records, --listen, the cache and the semaphore. */
 import { decode } from '@msgpack/msgpack';
 import { describe, expect, test } from 'vitest';
-import { zstdDecompress } from '../src/compress.js';
-import { parseListen } from '../src/commands/serve.js';
-import { LruCache, Semaphore } from '../src/serve/cache.js';
-import { chooseCoding, ifRangeMatches, noneMatch, parseRange } from '../src/serve/http-semantics.js';
-import { buildShards, shardRecord } from '../src/serve/shards.js';
+import { zstdDecompress } from '../../src/compress.js';
+import { parseListen } from '../../src/commands/serve.js';
+import { LruCache, Semaphore } from '../../src/serve/cache.js';
+import { chooseCoding, ifRangeMatches, noneMatch, parseRange } from '../../src/serve/http-semantics.js';
+import { buildShards, shardRecord } from '../../src/serve/shards.js';
 
 describe('parseRange', () => {
   test.each([

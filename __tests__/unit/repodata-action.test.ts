@@ -7,18 +7,18 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
-import { main } from '../src/cli-main.js';
-import { silentReporter } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { buildPackageArtifact } from '../src/conda/artifact.js';
-import { buildInfoTarGz } from '../src/conda/info-tarball.js';
-import { packageReference } from '../src/conda/naming.js';
-import type { CacheService } from '../src/github/cache.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { pushArtifact } from '../src/oci/push.js';
-import { readInputs } from '../src/inputs.js';
-import { run } from '../src/main.js';
-import { fixturePath } from './helpers/fixtures.js';
+import { main } from '../../src/cli-main.js';
+import { silentReporter } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { buildPackageArtifact } from '../../src/conda/artifact.js';
+import { buildInfoTarGz } from '../../src/conda/info-tarball.js';
+import { packageReference } from '../../src/conda/naming.js';
+import type { CacheService } from '../../src/github/cache.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { pushArtifact } from '../../src/oci/push.js';
+import { readInputs } from '../../src/inputs.js';
+import { run } from '../../src/main.js';
+import { fixturePath } from '../helpers/fixtures.js';
 
 const core = vi.hoisted(() => {
   const summary: Record<string, (...args: unknown[]) => unknown> = {};
@@ -241,7 +241,7 @@ describe('an artifact that is not a well-formed package', () => {
         md5: '5289df737df57326fcdd22597afb1fac',
         size: 3,
         indexJson,
-        index: index as never,
+        index: index,
         infoTarGz: await buildInfoTarGz([
           { path: 'info/index.json', type: 'file', mode: 0o644, data: indexJson },
         ]),

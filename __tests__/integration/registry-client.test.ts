@@ -13,20 +13,24 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { digestOf, type Digest } from '../src/oci/digest.js';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
 import {
   DigestMismatchError,
   NotFoundError,
   ProtocolError,
   RegistryError,
   UnsupportedError,
-} from '../src/oci/errors.js';
-import { canonicalJson, EMPTY_CONFIG, type ImageIndex, type ImageManifest } from '../src/oci/manifest.js';
-import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../src/oci/media-types.js';
-import { RegistryClient, type RegistryClientOptions } from '../src/oci/remote/client.js';
-import { fileSource, type BlobSource } from '../src/oci/storage.js';
-import { actions, startProxy, type ProxyRequest, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+} from '../../src/oci/errors.js';
+import { canonicalJson, EMPTY_CONFIG, type ImageIndex, type ImageManifest } from '../../src/oci/manifest.js';
+import {
+  EMPTY_JSON_BYTES,
+  MEDIA_TYPE_OCI_INDEX,
+  MEDIA_TYPE_OCI_MANIFEST,
+} from '../../src/oci/media-types.js';
+import { RegistryClient, type RegistryClientOptions } from '../../src/oci/remote/client.js';
+import { fileSource, type BlobSource } from '../../src/oci/storage.js';
+import { actions, startProxy, type ProxyRequest, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 
 const MiB = 1024 * 1024;
 const registry = useRegistry({ auth: 'none' });
@@ -875,7 +879,7 @@ describe('retries', () => {
         method: 'GET',
         path: /\/blobs\/sha256:/,
         where: (r) => {
-          ranges.push(r.headers.range as string | undefined);
+          ranges.push(r.headers.range);
           return false;
         },
       },

@@ -9,20 +9,19 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { packageReference } from '../src/conda/naming.js';
-import { ARTIFACT_TYPE_VALIDATION } from '../src/conda/records.js';
-import { silentReporter } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import type { Digest } from '../src/oci/digest.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { channelRepository, parseChannel } from '../src/oci/reference.js';
-import { listReferrers } from '../src/oci/referrers.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { Store } from '../src/oci/storage.js';
-import { buildCli, runCli, type CliRun } from './helpers/cli.js';
-import { makePackage, type MadePackage } from './helpers/packages.js';
-import { useRegistry } from './helpers/registry.js';
-import { checkComplete, checkPackages, latestRepodataFiles } from './helpers/verify.js';
+import { packageReference } from '../../src/conda/naming.js';
+import { ARTIFACT_TYPE_VALIDATION } from '../../src/conda/records.js';
+import { silentReporter } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { channelRepository, parseChannel } from '../../src/oci/reference.js';
+import { listReferrers } from '../../src/oci/referrers.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { Store } from '../../src/oci/storage.js';
+import { buildCli, runCli, type CliRun } from '../helpers/cli.js';
+import { makePackage, type MadePackage } from '../helpers/packages.js';
+import { useRegistry } from '../helpers/registry.js';
+import { checkComplete, checkPackages, latestRepodataFiles } from '../helpers/verify.js';
 
 const ROUNDS = 2;
 const KEY = 'record-key-of-the-concurrency-suite';
@@ -61,7 +60,7 @@ async function twice(args: string[]): Promise<[CliRun, CliRun]> {
     const result = JSON.parse(run.stdout) as { artifacts: { status: string; error?: string }[] };
     expect(result.artifacts.filter((a) => a.status === 'failed').map((a) => a.error)).toEqual([]);
   }
-  return runs as [CliRun, CliRun];
+  return runs;
 }
 
 function locksBelow(dir: string): string[] {
@@ -110,7 +109,7 @@ test('two promote processes at once on an oci-layout channel', async () => {
     for (const p of packages) {
       const ref = packageReference(p.subdir, p.name, p.version, p.build);
       const repository = store.repository(channelRepository(production, ref.repository));
-      const subject = (await repository.resolve(ref.tag))!.digest as Digest;
+      const subject = (await repository.resolve(ref.tag))!.digest;
       expect(await listReferrers(repository, subject, ARTIFACT_TYPE_VALIDATION), p.file).toHaveLength(1);
     }
   }

@@ -19,24 +19,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { packageReference } from '../src/conda/naming.js';
-import { silentReporter } from '../src/commands/report.js';
-import { execute } from '../src/execute.js';
-import { LayoutStore } from '../src/oci/layout/store.js';
-import { channelRepository, parseChannel, type Channel } from '../src/oci/reference.js';
-import { RemoteStore } from '../src/oci/remote/store.js';
-import type { Store } from '../src/oci/storage.js';
-import { buildCli, runCli, type CliRun } from './helpers/cli.js';
-import { makePackage, type MadePackage } from './helpers/packages.js';
-import { seededRandom, startProxy, type TestProxy } from './helpers/proxy.js';
-import { useRegistry } from './helpers/registry.js';
+import { packageReference } from '../../src/conda/naming.js';
+import { silentReporter } from '../../src/commands/report.js';
+import { execute } from '../../src/execute.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
+import { channelRepository, parseChannel, type Channel } from '../../src/oci/reference.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import type { Store } from '../../src/oci/storage.js';
+import { buildCli, runCli, type CliRun } from '../helpers/cli.js';
+import { makePackage, type MadePackage } from '../helpers/packages.js';
+import { seededRandom, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { useRegistry } from '../helpers/registry.js';
 import {
   checkComplete,
   checkPackages,
   checkRepositories,
   latestRepodataFiles,
   tagProblem,
-} from './helpers/verify.js';
+} from '../helpers/verify.js';
 
 const registry = useRegistry();
 /** Kills per command: 30 on the registry; 10 on disk, where there is less protocol to cut. */
