@@ -65,7 +65,7 @@ const { buildPackageArtifact } = await import(join(build, 'conda', 'artifact.js'
 const { buildInfoTarGz } = await import(join(build, 'conda', 'info-tarball.js'));
 const { packageReference } = await import(join(build, 'conda', 'naming.js'));
 const { pushArtifact } = await import(join(build, 'oci', 'push.js'));
-const { mapLimit } = await import(join(build, 'oci', 'copy.js'));
+const { mapLimit } = await import(join(build, 'util', 'map-limit.js'));
 const { execute } = await import(join(build, 'execute.js'));
 const { silentReporter } = await import(join(build, 'commands', 'report.js'));
 

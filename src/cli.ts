@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** CLI entry: `conda-oci <command> [options]` (see cli-main.ts). */
-import { describeError } from './oci/errors.js';
+import { describeError } from './util/describe-error.js';
 import { redact } from './redact.js';
 import { main } from './cli-main.js';
 

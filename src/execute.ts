@@ -6,7 +6,7 @@ import type { CommandResult, Reporter } from './commands/report.js';
 import { upload } from './commands/upload.js';
 import { validate } from './commands/validate.js';
 import { openStore, type StoreOptions } from './oci/open-store.js';
-import { parseChannel, type Channel } from './oci/reference.js';
+import { parseChannel, type Channel } from './conda/channel.js';
 import { RemoteStore } from './oci/remote/store.js';
 import type { Store } from './oci/storage.js';
 import type { CommandOptions } from './options.js';

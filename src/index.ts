@@ -2,7 +2,7 @@
 import * as core from '@actions/core';
 import { readInputs } from './inputs.js';
 import { run } from './main.js';
-import { describeError } from './oci/errors.js';
+import { describeError } from './util/describe-error.js';
 
 try {
   await run(readInputs());

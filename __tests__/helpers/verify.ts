@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { readPackageManifest } from '../../src/conda/artifact.js';
 import { METADATA_KINDS, metadataJsonLayer } from '../../src/conda/metadata-artifact.js';
 import { LATEST_TAG, packageReference } from '../../src/conda/naming.js';
-import { mapLimit } from '../../src/oci/copy.js';
+import { mapLimit } from '../../src/util/map-limit.js';
 import { manifestBlobs, parseImageIndex, parseImageManifest } from '../../src/oci/manifest.js';
 import { MEDIA_TYPE_OCI_INDEX } from '../../src/oci/media-types.js';
-import { channelPrefix, channelRepository, type Channel } from '../../src/oci/reference.js';
+import { channelPrefix, channelRepository, type Channel } from '../../src/conda/channel.js';
 import type { Repository, Store } from '../../src/oci/storage.js';
 import type { MadePackage } from './packages.js';
 

@@ -14,7 +14,7 @@ import { ARTIFACT_TYPE_VALIDATION } from '../../src/conda/records.js';
 import { silentReporter } from '../../src/commands/report.js';
 import { execute } from '../../src/execute.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
-import { channelRepository, parseChannel } from '../../src/oci/reference.js';
+import { channelRepository, parseChannel } from '../../src/conda/channel.js';
 import { listReferrers } from '../../src/oci/referrers.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import type { Store } from '../../src/oci/storage.js';

@@ -23,7 +23,7 @@ import { packageReference } from '../../src/conda/naming.js';
 import { silentReporter } from '../../src/commands/report.js';
 import { execute } from '../../src/execute.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
-import { channelRepository, parseChannel, type Channel } from '../../src/oci/reference.js';
+import { channelRepository, parseChannel, type Channel } from '../../src/conda/channel.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import type { Store } from '../../src/oci/storage.js';
 import { buildCli, runCli, type CliRun } from '../helpers/cli.js';

@@ -20,7 +20,7 @@ import { execute, type Environment } from '../../src/execute.js';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
 import { encodeManifest } from '../../src/oci/manifest.js';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
-import { parseChannel } from '../../src/oci/reference.js';
+import { parseChannel } from '../../src/conda/channel.js';
 import { RemoteStore, type RemoteStoreOptions } from '../../src/oci/remote/store.js';
 import type { CommandOptions } from '../../src/options.js';
 import { makePackages, pseudoRandom, type MadePackage } from '../helpers/packages.js';

@@ -27,13 +27,8 @@ import { packageReference, parseArtifactFileName } from '../../src/conda/naming.
 import { PackageError, readPackage, type PackageLimits } from '../../src/conda/package-reader.js';
 import { execute } from '../../src/execute.js';
 import { InvalidReferenceError } from '../../src/oci/errors.js';
-import {
-  channelRepository,
-  checkSubdir,
-  isRepositoryName,
-  isTag,
-  parseChannel,
-} from '../../src/oci/reference.js';
+import { isRepositoryName, isTag } from '../../src/oci/reference.js';
+import { channelRepository, checkSubdir, parseChannel } from '../../src/conda/channel.js';
 import {
   conda,
   condaMembers,

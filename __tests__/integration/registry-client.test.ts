@@ -21,7 +21,8 @@ import {
   RegistryError,
   UnsupportedError,
 } from '../../src/oci/errors.js';
-import { canonicalJson, EMPTY_CONFIG, type ImageIndex, type ImageManifest } from '../../src/oci/manifest.js';
+import { EMPTY_CONFIG, type ImageIndex, type ImageManifest } from '../../src/oci/manifest.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import {
   EMPTY_JSON_BYTES,
   MEDIA_TYPE_OCI_INDEX,

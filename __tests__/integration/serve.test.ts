@@ -18,7 +18,7 @@ import { serve, type RunningServer } from '../../src/commands/serve.js';
 import { execute } from '../../src/execute.js';
 import { parseImageManifest } from '../../src/oci/manifest.js';
 import { openStore } from '../../src/oci/open-store.js';
-import { parseChannel } from '../../src/oci/reference.js';
+import { parseChannel } from '../../src/conda/channel.js';
 import type { Store } from '../../src/oci/storage.js';
 import type { GatewayOptions } from '../../src/serve/gateway.js';
 import { serveMain } from '../../src/serve/cli.js';

@@ -12,9 +12,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { digestOf } from '../../src/oci/digest.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
-import { canonicalJson, descriptorOf, EMPTY_CONFIG, type ImageManifest } from '../../src/oci/manifest.js';
+import { descriptorOf, EMPTY_CONFIG, type ImageManifest } from '../../src/oci/manifest.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
-import { pushArtifact, type ArtifactToPush } from '../../src/oci/push.js';
+import { pushArtifact } from '../../src/oci/push.js';
+import type { Artifact as ArtifactToPush } from '../../src/oci/artifact.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import { useRegistry } from '../helpers/registry.js';
 

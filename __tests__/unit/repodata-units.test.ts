@@ -15,7 +15,6 @@ import { buildInfoTarGz } from '../../src/conda/info-tarball.js';
 import { parseMatchSpec, splitVersionAndBuild } from '../../src/conda/match-spec.js';
 import {
   applyPatchInstructions,
-  canonicalStringify,
   checkPatchInstructions,
   currentRepodataSelection,
   emptyChanneldata,
@@ -33,6 +32,7 @@ import {
   type JsonObject,
   type RepodataEntry,
 } from '../../src/conda/repodata.js';
+import { canonicalStringify } from '../../src/util/canonical-json.js';
 import { parseVersion, parseVersionSpec } from '../../src/conda/version.js';
 import { cacheFile, loadCache, saveCache, type CachedArtifact } from '../../src/commands/repodata-cache.js';
 import { timestampTag } from '../../src/commands/repodata.js';

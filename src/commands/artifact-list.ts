@@ -5,7 +5,7 @@
  * repository_dispatch payload).
  */
 import { InvalidReferenceError } from '../oci/errors.js';
-import { checkSubdir } from '../oci/reference.js';
+import { checkSubdir } from '../conda/channel.js';
 import { parseArtifactFileName } from '../conda/naming.js';
 
 export interface RequestedArtifact {

@@ -1,6 +1,6 @@
 /** Finding a channel's package repositories, for the commands that walk a whole channel. */
 import { classifyComponent } from '../conda/naming.js';
-import { channelPrefix, isSubdir, type Channel } from '../oci/reference.js';
+import { channelPrefix, isSubdir, type Channel } from '../conda/channel.js';
 import type { Store } from '../oci/storage.js';
 
 export interface PackageRepository {

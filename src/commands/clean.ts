@@ -6,12 +6,13 @@
 import { readPackageManifest } from '../conda/artifact.js';
 import { isPackageTag } from '../conda/naming.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT } from '../conda/records.js';
-import { describeError, InvalidReferenceError } from '../oci/errors.js';
+import { InvalidReferenceError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers } from '../oci/referrers.js';
-import { channelUrl, formatReference, type Channel } from '../oci/reference.js';
+import { channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
-import { mapLimit } from '../oci/copy.js';
+import { mapLimit } from '../util/map-limit.js';
 import { packageRepositories } from './channel-scan.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { deleteStaged } from './validate.js';

@@ -16,12 +16,14 @@ import {
   verifyRecordSignature,
   type ValidationRecord,
 } from '../conda/records.js';
-import { copyManifestBlobs, mapLimit, type Located } from '../oci/copy.js';
+import { copyManifestBlobs, type Located } from '../oci/copy.js';
+import { mapLimit } from '../util/map-limit.js';
 import { digestOf } from '../oci/digest.js';
-import { describeError, ProtocolError } from '../oci/errors.js';
+import { ProtocolError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers, pushReferrer } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, type Channel } from '../oci/reference.js';
+import { channelRepository, channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
 import type { RequestedArtifact } from './artifact-list.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';

@@ -31,7 +31,6 @@ import {
 import { isPackageTag, LATEST_TAG, packageReference } from '../conda/naming.js';
 import {
   applyPatchInstructions,
-  canonicalStringify,
   checkPatchInstructions,
   emptyChanneldata,
   encodeChanneldata,
@@ -49,15 +48,11 @@ import {
   type PatchInstructions,
   type RepodataEntry,
 } from '../conda/repodata.js';
-import { mapLimit } from '../oci/copy.js';
+import { canonicalStringify } from '../util/canonical-json.js';
+import { mapLimit } from '../util/map-limit.js';
 import { digestHex, digestOf, type Digest } from '../oci/digest.js';
-import {
-  describeError,
-  InvalidReferenceError,
-  NotFoundError,
-  OciError,
-  ProtocolError,
-} from '../oci/errors.js';
+import { InvalidReferenceError, NotFoundError, OciError, ProtocolError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import { pushArtifact } from '../oci/push.js';
 import {
   channelRepository,
@@ -65,11 +60,12 @@ import {
   checkSubdir,
   formatReference,
   type Channel,
-} from '../oci/reference.js';
+} from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
 import { packageRepositories, type PackageRepository } from './channel-scan.js';
 import { cacheKey, loadCache, saveCache, type CachedArtifact } from './repodata-cache.js';
-import { finish, formatBytes, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { isV0NameOf, publishV0Repodata, type Layout } from './v0-compat.js';
 
 export interface RepodataOptions {

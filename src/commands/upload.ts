@@ -17,15 +17,17 @@ import {
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
-import { mapLimit } from '../oci/copy.js';
+import { mapLimit } from '../util/map-limit.js';
 import type { Digest } from '../oci/digest.js';
-import { describeError, InvalidReferenceError } from '../oci/errors.js';
+import { InvalidReferenceError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import { listReferrers } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../oci/reference.js';
+import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../conda/channel.js';
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
-import { finish, formatBytes, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { stageV0, type Layout } from './v0-compat.js';
 
 export interface UploadOptions {

@@ -10,6 +10,7 @@
  *   repository of `make`. A v0 tag that holds another package is never overwritten; whoever reads
  *   a channel takes names from manifest annotations, not from where a manifest sits.
  */
+import { artifactManifest } from '../oci/artifact.js';
 import { ANNOTATION_SCHEMA, readPackageManifest } from '../conda/artifact.js';
 import {
   LATEST_TAG,
@@ -21,16 +22,9 @@ import { MEDIA_TYPE_REPODATA, SUFFIX_ZSTD } from '../conda/metadata-artifact.js'
 import { copyManifestBlobs } from '../oci/copy.js';
 import type { Digest } from '../oci/digest.js';
 import { InvalidReferenceError, NotFoundError, OciError } from '../oci/errors.js';
-import {
-  canonicalJson,
-  descriptorOf,
-  EMPTY_CONFIG,
-  parseImageManifest,
-  type ImageManifest,
-  type ManifestBytes,
-} from '../oci/manifest.js';
+import { descriptorOf, parseImageManifest, type ManifestBytes } from '../oci/manifest.js';
 import { MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
-import { channelRepository, formatReference, type Channel } from '../oci/reference.js';
+import { channelRepository, formatReference, type Channel } from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
 import type { ArtifactResult, Reporter } from './report.js';
 
@@ -290,13 +284,9 @@ function zstdOnly(v1ManifestBytes: Uint8Array, what: string): ManifestBytes {
   const v1 = parseImageManifest(v1ManifestBytes, what);
   const zst = v1.layers.find((l) => l.mediaType === `${MEDIA_TYPE_REPODATA}${SUFFIX_ZSTD}`);
   if (!zst) throw new NotFoundError(`${what} has no ${MEDIA_TYPE_REPODATA}${SUFFIX_ZSTD} layer`);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+  return artifactManifest({
     artifactType: MEDIA_TYPE_REPODATA,
-    config: EMPTY_CONFIG,
     layers: [zst],
     annotations: { [ANNOTATION_SCHEMA]: '1' },
-  };
-  return { mediaType: MEDIA_TYPE_OCI_MANIFEST, bytes: canonicalJson(manifest) };
+  });
 }

@@ -14,13 +14,14 @@ import {
   buildRecord,
   type ValidationRecord,
 } from '../conda/records.js';
-import { mapLimit } from '../oci/copy.js';
+import { mapLimit } from '../util/map-limit.js';
 import { digestHex, digestOf, type Digest } from '../oci/digest.js';
-import { describeError, DigestMismatchError, NotFoundError, SizeLimitError } from '../oci/errors.js';
+import { DigestMismatchError, NotFoundError, SizeLimitError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import { deleteReferrers, listReferrers } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, type Channel } from '../oci/reference.js';
+import { channelRepository, channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
 import type { RequestedArtifact } from './artifact-list.js';
 import { checkOwner, type OwnersMap } from './owners.js';

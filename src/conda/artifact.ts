@@ -3,24 +3,20 @@
  * one image manifest, three layers in a fixed order, and the conda annotations. Built
  * deterministically: the same package file always gives the same manifest digest.
  */
+import { packArtifact, type Artifact } from '../oci/artifact.js';
 import { ProtocolError } from '../oci/errors.js';
 import {
-  canonicalJson,
   descriptorOf,
-  EMPTY_CONFIG,
   parseImageManifest,
   type Annotations,
   type Descriptor,
   type ImageManifest,
-  type ManifestBytes,
 } from '../oci/manifest.js';
 import {
   ANNOTATION_CREATED,
   ANNOTATION_REVISION,
   ANNOTATION_SOURCE,
   ANNOTATION_TITLE,
-  EMPTY_JSON_BYTES,
-  MEDIA_TYPE_OCI_MANIFEST,
 } from '../oci/media-types.js';
 import type { BlobContent } from '../oci/storage.js';
 import type { PackageContents } from './package-reader.js';
@@ -55,24 +51,12 @@ export interface ProvenanceOptions {
   revision?: string | undefined;
 }
 
-export interface ArtifactBlob {
-  descriptor: Descriptor;
-  content: BlobContent;
-}
-
-export interface PackageArtifact {
-  manifest: ManifestBytes;
-  descriptor: Descriptor;
-  /** Config first, then layers: the order to push in (the package, the largest, early). */
-  blobs: ArtifactBlob[];
-}
-
 /** Builds the artifact; `packageContent` re-reads the package bytes for the upload. */
 export function buildPackageArtifact(
   pkg: PackageContents,
   packageContent: BlobContent,
   provenance: ProvenanceOptions = {},
-): PackageArtifact {
+): Artifact {
   const packageLayer: Descriptor = {
     mediaType: packageMediaType(pkg.format),
     digest: `sha256:${pkg.sha256}`,
@@ -93,25 +77,15 @@ export function buildPackageArtifact(
   if (typeof pkg.index.timestamp === 'number' && Number.isFinite(pkg.index.timestamp)) {
     annotations[ANNOTATION_CREATED] = timestampToIso(pkg.index.timestamp);
   }
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+  return packArtifact({
     artifactType: packageLayer.mediaType,
-    config: EMPTY_CONFIG,
-    layers: [packageLayer, infoLayer, indexLayer],
-    annotations,
-  };
-  const bytes = canonicalJson(manifest);
-  return {
-    manifest: { mediaType: MEDIA_TYPE_OCI_MANIFEST, bytes },
-    descriptor: descriptorOf(MEDIA_TYPE_OCI_MANIFEST, bytes),
-    blobs: [
-      { descriptor: EMPTY_CONFIG, content: EMPTY_JSON_BYTES },
+    layers: [
       { descriptor: packageLayer, content: packageContent },
       { descriptor: infoLayer, content: pkg.infoTarGz },
       { descriptor: indexLayer, content: pkg.indexJson },
     ],
-  };
+    annotations,
+  });
 }
 
 /** conda timestamps are milliseconds since the epoch (older packages: seconds). */

@@ -6,7 +6,8 @@
 import { gzipSync } from 'fflate';
 import tarStream from 'tar-stream';
 import { SizeLimitError } from '../oci/errors.js';
-import { ArchiveError, formatBytes, quote } from './archive-error.js';
+import { ArchiveError, quote } from './archive-error.js';
+import { formatBytes } from '../util/format-bytes.js';
 import {
   normalizeMemberPath,
   resolveSymlink,

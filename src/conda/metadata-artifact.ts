@@ -7,16 +7,10 @@
 import { gzipCompress, zstdCompress } from '../compress.js';
 import { digestOf } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
-import {
-  canonicalJson,
-  descriptorOf,
-  EMPTY_CONFIG,
-  parseImageManifest,
-  type Descriptor,
-  type ImageManifest,
-} from '../oci/manifest.js';
-import { ANNOTATION_TITLE, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
-import { ANNOTATION_SCHEMA, type PackageArtifact } from './artifact.js';
+import { descriptorOf, parseImageManifest, type Descriptor } from '../oci/manifest.js';
+import { ANNOTATION_TITLE } from '../oci/media-types.js';
+import { packArtifact, type Artifact } from '../oci/artifact.js';
+import { ANNOTATION_SCHEMA } from './artifact.js';
 import type { MetadataComponent } from './naming.js';
 
 export const MEDIA_TYPE_REPODATA = 'application/vnd.conda.repodata.v1+json';
@@ -79,7 +73,7 @@ export async function buildMetadataArtifact(
   json: Uint8Array,
   levels: CompressionLevels = {},
   memo: CompressionMemo = new Map(),
-): Promise<PackageArtifact> {
+): Promise<Artifact> {
   const key = digestOf(json);
   let compressed = memo.get(key);
   if (!compressed) {
@@ -90,31 +84,19 @@ export async function buildMetadataArtifact(
     memo.set(key, compressed);
   }
   const { zst, gz } = await compressed;
-  const layers: [Descriptor, Uint8Array][] = [
-    [descriptorOf(kind.mediaType, json, { [ANNOTATION_TITLE]: kind.fileName }), json],
-    [
-      descriptorOf(`${kind.mediaType}${SUFFIX_ZSTD}`, zst, { [ANNOTATION_TITLE]: `${kind.fileName}.zst` }),
-      zst,
-    ],
-    [descriptorOf(`${kind.mediaType}${SUFFIX_GZIP}`, gz, { [ANNOTATION_TITLE]: `${kind.fileName}.gz` }), gz],
-  ];
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+  const layer = (mediaType: string, content: Uint8Array, title: string) => ({
+    descriptor: descriptorOf(mediaType, content, { [ANNOTATION_TITLE]: title }),
+    content,
+  });
+  return packArtifact({
     artifactType: kind.mediaType,
-    config: EMPTY_CONFIG,
-    layers: layers.map(([d]) => d),
-    annotations: { [ANNOTATION_SCHEMA]: '1' },
-  };
-  const bytes = canonicalJson(manifest);
-  return {
-    manifest: { mediaType: MEDIA_TYPE_OCI_MANIFEST, bytes },
-    descriptor: descriptorOf(MEDIA_TYPE_OCI_MANIFEST, bytes),
-    blobs: [
-      { descriptor: EMPTY_CONFIG, content: EMPTY_JSON_BYTES },
-      ...layers.map(([descriptor, content]) => ({ descriptor, content })),
+    layers: [
+      layer(kind.mediaType, json, kind.fileName),
+      layer(`${kind.mediaType}${SUFFIX_ZSTD}`, zst, `${kind.fileName}.zst`),
+      layer(`${kind.mediaType}${SUFFIX_GZIP}`, gz, `${kind.fileName}.gz`),
     ],
-  };
+    annotations: { [ANNOTATION_SCHEMA]: '1' },
+  });
 }
 
 /** The JSON layer of a metadata manifest (the one whose media type is the document's). */

@@ -12,7 +12,8 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidReferenceError } from '../oci/errors.js';
-import { checkSubdir, isPathComponent, isTag } from '../oci/reference.js';
+import { isPathComponent, isTag } from '../oci/reference.js';
+import { checkSubdir } from './channel.js';
 
 // ---------------------------------------------------------------------------------------------
 // Conda names

@@ -17,7 +17,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SizeLimitError } from '../oci/errors.js';
-import { ArchiveError, formatBytes, quote } from './archive-error.js';
+import { ArchiveError, quote } from './archive-error.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { Bzip2Decoder } from './bzip2.js';
 import {
   buildInfoTarGz,

@@ -8,16 +8,15 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ProtocolError } from '../oci/errors.js';
 import {
-  canonicalJson,
   descriptorOf,
-  EMPTY_CONFIG,
   parseImageManifest,
   type Annotations,
   type Descriptor,
   type ImageManifest,
 } from '../oci/manifest.js';
-import { ANNOTATION_CREATED, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../oci/media-types.js';
-import type { PackageArtifact } from './artifact.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { ANNOTATION_CREATED } from '../oci/media-types.js';
+import { packArtifact, type Artifact } from '../oci/artifact.js';
 
 export const ARTIFACT_TYPE_UPLOAD_RECEIPT = 'application/vnd.conda-oci.upload-receipt.v1+json';
 export const ARTIFACT_TYPE_VALIDATION = 'application/vnd.conda-oci.validation.v1+json';
@@ -60,29 +59,17 @@ export function buildRecord(
   createdAt: string,
   extra: Annotations = {},
   key?: string,
-): PackageArtifact {
+): Artifact {
   const layerBytes = canonicalJson(body);
   const layer = descriptorOf(artifactType, layerBytes);
   const annotations: Annotations = { [ANNOTATION_CREATED]: createdAt, ...extra };
   if (key) annotations[ANNOTATION_RECORD_SIGNATURE] = signRecord(layerBytes, key);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPE_OCI_MANIFEST,
+  return packArtifact({
     artifactType,
-    config: EMPTY_CONFIG,
-    layers: [layer],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    layers: [{ descriptor: layer, content: layerBytes }],
+    subject,
     annotations,
-  };
-  const bytes = canonicalJson(manifest);
-  return {
-    manifest: { mediaType: MEDIA_TYPE_OCI_MANIFEST, bytes },
-    descriptor: descriptorOf(MEDIA_TYPE_OCI_MANIFEST, bytes),
-    blobs: [
-      { descriptor: EMPTY_CONFIG, content: EMPTY_JSON_BYTES },
-      { descriptor: layer, content: layerBytes },
-    ],
-  };
+  });
 }
 
 /**

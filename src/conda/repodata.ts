@@ -14,6 +14,7 @@
  * memory follows the records' own size, and no output has to fit into one JavaScript string.
  * Everything here is pure.
  */
+import { byCodeUnit, canonicalStringify } from '../util/canonical-json.js';
 import { parseMatchSpec, type MatchSpec } from './match-spec.js';
 import { tryParseVersion, type Version } from './version.js';
 
@@ -39,28 +40,6 @@ export class PatchInstructionsError extends Error {
 
 function isObject(value: unknown): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function byCodeUnit(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * JSON with the keys of every object sorted and no whitespace. Written key by key, so keys that
- * look like integers (`"2"`, a version in channeldata's run_exports) stay in sorted order too.
- */
-export function canonicalStringify(value: unknown): string {
-  if (Array.isArray(value))
-    return `[${value.map((v) => (v === undefined ? 'null' : canonicalStringify(v))).join(',')}]`;
-  if (isObject(value)) {
-    const parts: string[] = [];
-    for (const key of Object.keys(value).sort(byCodeUnit)) {
-      const v = value[key];
-      if (v !== undefined) parts.push(`${JSON.stringify(key)}:${canonicalStringify(v)}`);
-    }
-    return `{${parts.join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 /** Collects output in pieces and hands back one buffer, never one giant string. */

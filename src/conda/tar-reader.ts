@@ -10,7 +10,8 @@
  * Format reference: POSIX.1-2017 `pax` (ustar interchange format and pax extended headers) and
  * the GNU tar manual (`L`/`K` long-name records, base-256 numbers).
  */
-import { ArchiveError, formatBytes, quote } from './archive-error.js';
+import { ArchiveError, quote } from './archive-error.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink';
 

@@ -13,7 +13,8 @@
  * central directory record), 4.5.3 (zip64 extended information extra field).
  */
 import { crc32 } from 'node:zlib';
-import { ArchiveError, formatBytes, quote } from './archive-error.js';
+import { ArchiveError, quote } from './archive-error.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;

@@ -21,7 +21,8 @@ import { performance } from 'node:perf_hooks';
 import { createContext, Script } from 'node:vm';
 import { Decompress, decompress } from 'fzstd';
 import { SizeLimitError } from '../oci/errors.js';
-import { ArchiveError, formatBytes } from './archive-error.js';
+import { ArchiveError } from './archive-error.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;

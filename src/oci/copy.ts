@@ -3,6 +3,7 @@
  * repositories are in one store, otherwise streamed with no temporary file), the manifest last,
  * so the destination never holds a manifest whose blobs are missing.
  */
+import { mapLimit } from '../util/map-limit.js';
 import { Readable } from 'node:stream';
 import { CopyError, OciError } from './errors.js';
 import { manifestBlobs, parseImageManifest, type Descriptor, type ManifestBytes } from './manifest.js';
@@ -85,22 +86,4 @@ export async function copyManifestBlobs(
   for (const m of Array.isArray(manifest) ? manifest : [manifest])
     for (const blob of manifestBlobs(parseImageManifest(m.bytes))) blobs.set(blob.digest, blob);
   return mapLimit([...blobs.values()], concurrency, (blob) => copyBlob(from, to, blob));
-}
-
-/** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!, index);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }

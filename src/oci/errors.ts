@@ -130,15 +130,3 @@ function httpStatusText(status: number): string {
   };
   return texts[status] ?? 'unexpected status';
 }
-
-/** The message of an error and of every cause below it, one per line. */
-export function describeError(err: unknown): string {
-  const lines: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
-    const text = current instanceof Error ? current.message : String(current);
-    if (!lines.includes(text)) lines.push(text);
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return lines.join('\n  caused by: ');
-}

@@ -2,6 +2,7 @@
  * OCI image manifest and index: types, strict parsing, deterministic encoding.
  * https://github.com/opencontainers/image-spec/blob/main/manifest.md
  */
+import { canonicalJson } from '../util/canonical-json.js';
 import { digestOf, isDigest, type Digest } from './digest.js';
 import { ProtocolError, SizeLimitError } from './errors.js';
 import {
@@ -61,27 +62,6 @@ export function descriptorOf(mediaType: string, bytes: Uint8Array, annotations?:
   const descriptor: Descriptor = { mediaType, digest: digestOf(bytes), size: bytes.length };
   if (annotations && Object.keys(annotations).length > 0) descriptor.annotations = sortKeys(annotations);
   return descriptor;
-}
-
-/**
- * JSON with object keys in a fixed order and no whitespace: the same value always gives the same
- * bytes, hence the same digest.
- */
-export function canonicalJson(value: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(sortDeep(value)));
-}
-
-function sortDeep(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortDeep);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = sortDeep(v);
-    }
-    return out;
-  }
-  return value;
 }
 
 function sortKeys(record: Annotations): Annotations {

@@ -1,6 +1,6 @@
 /** Opens the store behind a channel: a registry client or an on-disk layout. */
 import { LayoutStore } from './layout/store.js';
-import type { Channel } from './reference.js';
+import type { Channel } from '../conda/channel.js';
 import type { Credentials } from './remote/auth.js';
 import { resolveCredentials, type CredentialSources } from './remote/credentials.js';
 import type { HttpOptions } from './remote/http.js';

@@ -1,17 +1,12 @@
 /** Pushing a whole artifact: every blob first, the manifest last. */
-import { mapLimit } from './copy.js';
-import { EMPTY_CONFIG, type Descriptor, type ManifestBytes } from './manifest.js';
+import type { Artifact } from './artifact.js';
+import { mapLimit } from '../util/map-limit.js';
+import { EMPTY_CONFIG, type Descriptor } from './manifest.js';
 import { pushReferrer } from './referrers.js';
-import type { BlobContent, PushOutcome, Repository } from './storage.js';
+import type { PushOutcome, Repository } from './storage.js';
 
 /** Blobs up to this size of a fresh artifact are sent without asking for them first. */
 const FRESH_BLOB_MAX = 64 * 1024;
-
-export interface ArtifactToPush {
-  manifest: ManifestBytes;
-  descriptor: Descriptor;
-  blobs: { descriptor: Descriptor; content: BlobContent }[];
-}
 
 export interface PushArtifactOptions {
   tag?: string;
@@ -37,7 +32,7 @@ export interface PushArtifactOutcome {
 
 export async function pushArtifact(
   repository: Repository,
-  artifact: ArtifactToPush,
+  artifact: Artifact,
   options: PushArtifactOptions = {},
 ): Promise<PushArtifactOutcome> {
   const blobs = await mapLimit(artifact.blobs, options.concurrency ?? 2, (blob) =>

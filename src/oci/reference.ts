@@ -1,15 +1,13 @@
 /**
- * Channel URLs (SPEC §2) and the OCI name grammar.
+ * The OCI name grammar (repositories, path components, tags) and loopback hosts.
  * Repository names: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
  */
-import { resolve } from 'node:path';
 import { InvalidReferenceError } from './errors.js';
 
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const REPOSITORY_PATTERN = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const COMPONENT_PATTERN = new RegExp(`^${PATH_COMPONENT}$`);
 const TAG_PATTERN = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-const SUBDIR_PATTERN = /^(?:[a-z0-9]+-[a-z0-9]+|noarch)$/;
 
 export function isRepositoryName(name: string): boolean {
   return REPOSITORY_PATTERN.test(name);
@@ -23,19 +21,6 @@ export function isTag(tag: string): boolean {
   return TAG_PATTERN.test(tag);
 }
 
-export function isSubdir(subdir: string): boolean {
-  return SUBDIR_PATTERN.test(subdir);
-}
-
-export function checkSubdir(subdir: string): string {
-  if (!isSubdir(subdir)) {
-    throw new InvalidReferenceError(
-      `subdir "${subdir}" is not valid: expected "noarch" or "<platform>-<arch>" in lower case`,
-    );
-  }
-  return subdir;
-}
-
 export function checkTag(tag: string): string {
   if (!isTag(tag)) throw new InvalidReferenceError(`tag "${tag}" does not match the OCI tag grammar`);
   return tag;
@@ -46,32 +31,6 @@ export function checkRepositoryName(name: string, what = 'repository'): string {
     throw new InvalidReferenceError(`${what} "${name}" does not match the OCI repository-name grammar`);
   }
   return name;
-}
-
-/** A channel on a registry: `oci://host[:port]/path[/label/<label>]`. */
-export interface RegistryChannel {
-  kind: 'registry';
-  /** `host` or `host:port`, as used in URLs and docker config keys. */
-  host: string;
-  plainHttp: boolean;
-  path: string;
-  label?: string;
-}
-
-/** A channel on disk: `oci-layout:<dir>`, one OCI image layout per repository. */
-export interface LayoutChannel {
-  kind: 'layout';
-  dir: string;
-  label?: string;
-}
-
-export type Channel = RegistryChannel | LayoutChannel;
-
-export interface ParseChannelOptions {
-  /** Label from `--label`; `main` means no label. Conflicts with a label in the URL are refused. */
-  label?: string;
-  /** Allow plain HTTP to a host that is not loopback. */
-  plainHttp?: boolean;
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -91,101 +50,7 @@ function stripPort(host: string): string {
 
 const HOST_PATTERN = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d{1,5})?$/;
 
-function normalizeLabel(label: string | undefined, url: string): string | undefined {
-  if (label === undefined || label === '' || label === 'main') return undefined;
-  if (!isPathComponent(label)) {
-    throw new InvalidReferenceError(
-      `label "${label}" of ${url} does not match the OCI repository-name grammar`,
-    );
-  }
-  return label;
-}
-
-/** Parses a channel URL (SPEC §2). Throws InvalidReferenceError with a clear message. */
-export function parseChannel(url: string, options: ParseChannelOptions = {}): Channel {
-  const trimmed = url.trim();
-  if (trimmed.startsWith('oci-layout:')) {
-    const dir = trimmed.slice('oci-layout:'.length);
-    if (dir === '')
-      throw new InvalidReferenceError(`channel "${url}" names no directory: use oci-layout:<dir>`);
-    const label = normalizeLabel(options.label, url);
-    return { kind: 'layout', dir: resolve(dir), ...(label ? { label } : {}) };
-  }
-  if (!trimmed.startsWith('oci://')) {
-    throw new InvalidReferenceError(
-      `channel "${url}" must start with oci:// (a registry) or oci-layout: (a directory)`,
-    );
-  }
-  const rest = trimmed.slice('oci://'.length).replace(/\/+$/, '');
-  const slash = rest.indexOf('/');
-  const host = slash === -1 ? rest : rest.slice(0, slash);
-  const fullPath = slash === -1 ? '' : rest.slice(slash + 1);
-  if (host.includes('@'))
-    throw new InvalidReferenceError(
-      `channel "${url}": put credentials in options or the docker config, not in the URL`,
-    );
-  if (!HOST_PATTERN.test(host))
-    throw new InvalidReferenceError(`channel "${url}" has an invalid host "${host}"`);
-  if (fullPath === '')
-    throw new InvalidReferenceError(
-      `channel "${url}" has no channel path, e.g. oci://ghcr.io/<org>/<channel>`,
-    );
-
-  let path = fullPath;
-  let urlLabel: string | undefined;
-  const match = /^(.*)\/label\/([^/]+)$/.exec(fullPath);
-  if (match) {
-    path = match[1]!;
-    urlLabel = match[2]!;
-  }
-  checkRepositoryName(path, `channel path of ${url}`);
-  if (
-    urlLabel !== undefined &&
-    options.label !== undefined &&
-    normalizeLabel(urlLabel, url) !== normalizeLabel(options.label, url)
-  ) {
-    throw new InvalidReferenceError(
-      `channel "${url}" names label "${urlLabel}" but the label option says "${options.label}"`,
-    );
-  }
-  const label = normalizeLabel(urlLabel ?? options.label, url);
-  const plainHttp = isLoopbackHost(host) || options.plainHttp === true;
-  return { kind: 'registry', host: host.toLowerCase(), plainHttp, path, ...(label ? { label } : {}) };
-}
-
-/** The repository prefix every name of the channel starts with ('' for an unlabelled layout). */
-export function channelPrefix(channel: Channel): string {
-  const label = channel.label ? `label/${channel.label}` : '';
-  if (channel.kind === 'layout') return label;
-  return label ? `${channel.path}/${label}` : channel.path;
-}
-
-/** The repository of a component below the channel, e.g. `linux-64/cnumpy`. */
-export function channelRepository(channel: Channel, relative: string): string {
-  const prefix = channelPrefix(channel);
-  const name = prefix ? `${prefix}/${relative}` : relative;
-  // The distribution spec warns that many clients cap `host/name` at 255 characters, and
-  // distribution itself answers longer names with a 500.
-  const full = channel.kind === 'registry' ? `${channel.host}/${name}` : name;
-  if (full.length > MAX_REFERENCE_NAME) {
-    throw new InvalidReferenceError(
-      `${full} is ${full.length} characters long; registries accept at most ${MAX_REFERENCE_NAME}: use a shorter channel path`,
-    );
-  }
-  return name;
-}
-
-const MAX_REFERENCE_NAME = 255;
-
-export function channelUrl(channel: Channel): string {
-  if (channel.kind === 'layout')
-    return `oci-layout:${channel.dir}${channel.label ? ` (label ${channel.label})` : ''}`;
-  return `oci://${channel.host}/${channelPrefix(channel)}`;
-}
-
-/** `host/repository:tag` or `host/repository@digest`, for logs and results. */
-export function formatReference(channel: Channel, repository: string, tagOrDigest: string): string {
-  const sep = tagOrDigest.startsWith('sha256:') ? '@' : ':';
-  if (channel.kind === 'layout') return `oci-layout:${channel.dir}/${repository}${sep}${tagOrDigest}`;
-  return `${channel.host}/${repository}${sep}${tagOrDigest}`;
+/** A registry host as written in URLs and docker config keys: `name[:port]` or `[v6][:port]`. */
+export function isHost(host: string): boolean {
+  return HOST_PATTERN.test(host);
 }

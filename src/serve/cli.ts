@@ -6,9 +6,9 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_LISTEN, serve, type RunningServer } from '../commands/serve.js';
 import type { Reporter } from '../commands/report.js';
-import { describeError } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import { openStore } from '../oci/open-store.js';
-import { parseChannel } from '../oci/reference.js';
+import { parseChannel } from '../conda/channel.js';
 import { resolveCredentials } from '../oci/remote/credentials.js';
 import { redact, registerCredentials, registerSecret } from '../redact.js';
 

@@ -35,10 +35,11 @@ import {
   NotFoundError,
   RegistryError,
   SizeLimitError,
-  describeError,
 } from '../oci/errors.js';
+import { describeError } from '../util/describe-error.js';
 import { parseImageManifest, type Descriptor } from '../oci/manifest.js';
-import { channelRepository, channelUrl, isPathComponent, isSubdir, type Channel } from '../oci/reference.js';
+import { isPathComponent } from '../oci/reference.js';
+import { channelRepository, channelUrl, isSubdir, type Channel } from '../conda/channel.js';
 import type { Store } from '../oci/storage.js';
 import { redact } from '../redact.js';
 import { LruCache, Semaphore } from './cache.js';
