@@ -7,7 +7,6 @@ import { upload } from './commands/upload.js';
 import { validate } from './commands/validate.js';
 import { openStore, type StoreOptions } from './oci/open-store.js';
 import { parseChannel, type Channel } from './conda/channel.js';
-import { RemoteStore } from './oci/remote/store.js';
 import type { Store } from './oci/storage.js';
 import type { CommandOptions } from './options.js';
 import { registerCredentials, registerSecret } from './redact.js';
@@ -142,11 +141,10 @@ export async function execute(options: CommandOptions, env: Environment): Promis
  * (unless the command counted its own), `httpBytesSent` and `httpBytesReceived` (bodies).
  */
 function withHttpCounters(result: CommandResult, stores: Store[]): CommandResult {
-  const remote = stores.filter((s): s is RemoteStore => s instanceof RemoteStore);
-  if (remote.length === 0) return result;
+  const counted = stores.map((s) => s.stats()).filter((s) => s !== undefined);
+  if (counted.length === 0) return result;
   const total = { requests: 0, bytesSent: 0, bytesReceived: 0 };
-  for (const store of remote) {
-    const stats = store.client.http.stats;
+  for (const stats of counted) {
     total.requests += stats.requests;
     total.bytesSent += stats.bytesSent;
     total.bytesReceived += stats.bytesReceived;

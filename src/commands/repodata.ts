@@ -647,12 +647,10 @@ interface HttpCounters {
   bytesSent: number;
 }
 
-/** The registry client's counters, when the store is a registry. */
+/** The store's wire counters, copied (they keep counting). */
 function httpCounters(store: Store): HttpCounters | undefined {
-  const stats = (store as { client?: { http?: { stats?: HttpCounters } } }).client?.http?.stats;
-  return stats
-    ? { requests: stats.requests, bytesReceived: stats.bytesReceived, bytesSent: stats.bytesSent }
-    : undefined;
+  const stats = store.stats();
+  return stats && { ...stats };
 }
 
 export async function repodata(options: RepodataOptions, context: RepodataContext): Promise<CommandResult> {

@@ -132,6 +132,13 @@ export interface Repository {
   referrersApi(subject: Digest): Promise<ImageIndex | undefined>;
 }
 
+/** What a store sent and received on the wire so far, counted on our side (bodies only). */
+export interface StoreStats {
+  requests: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 /** A set of repositories: a registry host, or a directory of OCI layouts. */
 export interface Store {
   /** A stable identity: stores with the same id can mount blobs between their repositories. */
@@ -139,5 +146,7 @@ export interface Store {
   repository(name: string): Repository;
   /** Every repository whose name starts with `prefix` (a path prefix, with no trailing slash). */
   listRepositories(prefix: string): AsyncIterable<string>;
+  /** The wire counters; undefined for a store with no wire (a directory). */
+  stats(): StoreStats | undefined;
   close(): Promise<void>;
 }

@@ -54,6 +54,10 @@ export class LayoutStore implements Store {
     return new LayoutRepository(this.root, name);
   }
 
+  stats(): undefined {
+    return undefined;
+  }
+
   async *listRepositories(prefix: string): AsyncIterable<string> {
     const start = prefix ? join(this.root, ...prefix.split('/')) : this.root;
     yield* walk(start, prefix);

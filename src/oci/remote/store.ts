@@ -17,6 +17,7 @@ import type {
   Repository,
   Store,
   StreamedBlob,
+  StoreStats,
 } from '../storage.js';
 import { readBody } from './http.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
@@ -48,6 +49,11 @@ export class RemoteStore implements Store {
 
   repository(name: string): Repository {
     return new RemoteRepository(this, name);
+  }
+
+  stats(): StoreStats {
+    const { requests, bytesSent, bytesReceived } = this.client.http.stats;
+    return { requests, bytesSent, bytesReceived };
   }
 
   async *listRepositories(prefix: string): AsyncIterable<string> {
