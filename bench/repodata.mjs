@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Scale benchmark of `conda-oci repodata` (issue 5).
+ * Scale benchmark of `conda-oci repodata`.
  *
  *   node bench/repodata.mjs [--artifacts 20000] [--names 2000] [--concurrency 32] [--keep] [--work DIR]
  *   npm run bench:repodata -- --artifacts 2000

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: conda-oci against the tools users would pick instead (issue 6), side by side
+ * `npm run bench`: conda-oci against the tools users would pick instead, side by side
  * on one machine and one kind of registry (CNCF distribution, Debian's `docker-registry`, on
  * loopback, a fresh instance with empty storage for every measured run).
  *

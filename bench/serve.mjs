@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Throughput of `conda-oci serve` (issue 8) next to a static file server, in one run, on loopback.
+ * Throughput of `conda-oci serve` next to a static file server, in one run, on loopback.
  *
  *   node bench/serve.mjs [--packages 2000] [--seconds 5] [--connections 16]
  *

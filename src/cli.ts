@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-/** CLI entry: `conda-oci <command> [options]` (see cli-main.ts). */
-import { describeError } from './util/describe-error.js';
+/** CLI entry: `conda-oci <command> [options]` (see cli/main.ts). */
+import { main } from './cli/main.js';
 import { redact } from './redact.js';
-import { main } from './cli-main.js';
+import { describeError } from './util/describe-error.js';
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -1,5 +1,5 @@
 /**
- * Test secrets and the suite-wide scan for them (issue 7, part 4).
+ * Test secrets and the suite-wide scan for them.
  *
  * Every password, token and record key of the suite is made by `testSecret()`, so it holds
  * SECRET_MARKER; secrets that cannot hold it (issued tokens) are registered with

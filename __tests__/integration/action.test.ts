@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { packageReference } from '../../src/conda/naming.js';
 import type { CommandResult } from '../../src/commands/report.js';
-import { readInputs, type ActionInputs } from '../../src/inputs.js';
-import { run } from '../../src/main.js';
+import { readInputs, type ActionInputs } from '../../src/action/inputs.js';
+import { run } from '../../src/action/run.js';
 import { githubApi } from '../../src/github/api.js';
 import { requestValidation } from '../../src/github/dispatch.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
+import { NAMING_V1 } from '../../src/conda/naming-scheme.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../helpers/github-api.js';
 import { useRegistry } from '../helpers/registry.js';
@@ -225,23 +226,21 @@ describe('readInputs()', () => {
       'github-token': TOKEN,
       concurrency: '8',
     });
-    expect(inputs).toEqual({
-      options: {
-        command: 'upload',
-        files: ['build_artifacts/linux-64/*.conda', 'build_artifacts/noarch/*.tar.bz2'],
-        to: 'oci://ghcr.io/cf-staging/conda-forge',
-        label: 'rc',
-        source: `https://github.com/${FEEDSTOCK_REPO}`,
-        revision: '0123456789abcdef0123456789abcdef01234567',
-        run: `https://github.com/${FEEDSTOCK_REPO}/actions/runs/4242`,
-        username: 'conda-forge-bot',
-        password: FEEDSTOCK.password,
-        concurrency: 8,
-      },
+    expect(inputs.options).toEqual({
+      command: 'upload',
+      files: ['build_artifacts/linux-64/*.conda', 'build_artifacts/noarch/*.tar.bz2'],
+      to: 'oci://ghcr.io/cf-staging/conda-forge',
+      label: 'rc',
+      source: `https://github.com/${FEEDSTOCK_REPO}`,
+      revision: '0123456789abcdef0123456789abcdef01234567',
+      run: `https://github.com/${FEEDSTOCK_REPO}/actions/runs/4242`,
+      username: 'conda-forge-bot',
+      password: FEEDSTOCK.password,
+      concurrency: 8,
       githubToken: TOKEN,
       requestValidation: WEBSERVICES_REPO,
-      reportIssue: false,
-      runUrl: `https://github.com/${FEEDSTOCK_REPO}/actions/runs/4242`,
+      naming: NAMING_V1,
+      plainHttp: false,
     });
     expect(secretsPassed()).toEqual(expect.arrayContaining([FEEDSTOCK.password, TOKEN]));
   });
@@ -317,14 +316,13 @@ describe('readInputs()', () => {
         production: 'oci://ghcr.io/conda-forge/conda-forge',
         feedstock: 'demo-pkg',
         recordKey: RECORD_KEY,
-        requester: { feedstock: 'demo-pkg', run: payload.run, repository: FEEDSTOCK_REPO },
         artifacts: [
           { subdir: 'linux-64', file: CONDA, sha256: expectedOf(CONDA).sha256 },
           { subdir: 'linux-64', file: NEWER, sha256: expectedOf(NEWER).sha256 },
         ],
+        reportIssue: true,
+        feedstockRepository: FEEDSTOCK_REPO,
       },
-      reportIssue: true,
-      feedstockRepository: FEEDSTOCK_REPO,
     });
     expect(secretsPassed()).toContain(RECORD_KEY);
 
@@ -380,7 +378,7 @@ describe('readInputs()', () => {
       {
         command: 'validate',
         from: STAGING,
-        artifacts: '{}',
+        artifacts: `{"linux-64/a-1.0-0.conda": "${'a'.repeat(64)}"}`,
         owners: '/nonexistent/owners.json',
         feedstock: 'demo-pkg',
       },
@@ -408,10 +406,10 @@ describe('run(inputs): the action end to end', () => {
         to: staging(),
         ...FEEDSTOCK,
         revision: '0123456789abcdef0123456789abcdef01234567',
+        githubToken: TOKEN,
+        requestValidation: WEBSERVICES_REPO,
+        run: `https://github.com/${FEEDSTOCK_REPO}/actions/runs/4242`,
       },
-      githubToken: TOKEN,
-      requestValidation: WEBSERVICES_REPO,
-      runUrl: `https://github.com/${FEEDSTOCK_REPO}/actions/runs/4242`,
     });
     expect(uploaded?.exitCode).toBe(0);
     expect(core.setFailed).not.toHaveBeenCalled();
@@ -506,11 +504,14 @@ describe('run(inputs): the action end to end', () => {
         artifacts: [{ subdir: 'linux-64', file: CONDA, sha256: expectedOf(NEWER).sha256 }],
         recordKey: RECORD_KEY,
         ...WEBSERVICES,
+        githubToken: TOKEN,
+        reportIssue: true,
+        feedstockRepository: FEEDSTOCK_REPO,
       },
-      githubToken: TOKEN,
-      reportIssue: true,
-      feedstockRepository: FEEDSTOCK_REPO,
-      runUrl: `https://github.com/${WEBSERVICES_REPO}/actions/runs/77`,
+      sources: {
+        env: { ...process.env, GITHUB_REPOSITORY: WEBSERVICES_REPO, GITHUB_RUN_ID: '77' },
+        shell: 'action',
+      },
     };
 
     const first = await run(validateInputs);
@@ -550,9 +551,9 @@ describe('run(inputs): the action end to end', () => {
         files: [fixturePath(CONDA), missing],
         to: channel('staging/leak'),
         ...FEEDSTOCK,
+        githubToken: TOKEN,
+        requestValidation: WEBSERVICES_REPO,
       },
-      githubToken: TOKEN,
-      requestValidation: WEBSERVICES_REPO,
     });
     expect(result?.artifacts.map((a) => a.status)).toEqual(['uploaded', 'failed']);
     expect(result?.artifacts[1]!.error).toContain(FEEDSTOCK.password);
@@ -603,9 +604,9 @@ describe('run(inputs): the action end to end', () => {
         files: [join(work, 'linux-64', 'absent-1.0-0.conda')],
         to: channel('staging/none'),
         ...FEEDSTOCK,
+        githubToken: TOKEN,
+        requestValidation: WEBSERVICES_REPO,
       },
-      githubToken: TOKEN,
-      requestValidation: WEBSERVICES_REPO,
     });
     expect(github.dispatches.length).toBe(before);
     expect(core.setFailed).toHaveBeenCalledTimes(1);

@@ -1,5 +1,5 @@
 /**
- * Concurrency (issue 7, part 3): two CLI processes at once on the same channel: `promote` on an `oci-layout:` channel (two promotes on a registry are in
+ * Concurrency: two CLI processes at once on the same channel: `promote` on an `oci-layout:` channel (two promotes on a registry are in
  * staging-flow.test.ts), and `repodata` on a registry and on an `oci-layout:` channel. Both runs
  * end cleanly, and the state is what one run alone would leave: every package promoted once with
  * exactly one validation record, every tag on a complete manifest, `latest` repodata listing
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { packageReference } from '../../src/conda/naming.js';
 import { ARTIFACT_TYPE_VALIDATION } from '../../src/conda/records.js';
 import { silentReporter } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
 import { channelRepository, parseChannel } from '../../src/conda/channel.js';
 import { listReferrers } from '../../src/oci/referrers.js';

@@ -1,5 +1,5 @@
 /**
- * Crash and rerun (issue 7, part 2): the real CLI, killed with SIGKILL at seeded random points of
+ * Crash and rerun: the real CLI, killed with SIGKILL at seeded random points of
  * `upload`, `promote` and `repodata` (30 times each on a registry, 10 times each on an
  * `oci-layout:` channel), then run again with the same arguments. The rerun must complete, and nothing may be
  * partial: every tag of the touched repositories is on a complete manifest, every package is its
@@ -21,7 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { packageReference } from '../../src/conda/naming.js';
 import { silentReporter } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
 import { channelRepository, parseChannel, type Channel } from '../../src/conda/channel.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';

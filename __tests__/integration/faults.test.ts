@@ -1,5 +1,5 @@
 /**
- * Fault injection (issue 7, part 1): a seeded schedule of network and server faults between the
+ * Fault injection: a seeded schedule of network and server faults between the
  * client and a real registry (distribution 2.8), while 100 packages are uploaded, 50 are validated
  * and promoted, and repodata is rebuilt 5 times. Every run ends in success or in a clear error;
  * what failed is simply run again; and a final check without the proxy finds every package
@@ -16,13 +16,13 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentReporter, type ArtifactResult, type CommandResult } from '../../src/commands/report.js';
-import { execute, type Environment } from '../../src/execute.js';
+import { execute, type Environment } from '../../src/core/execute.js';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
 import { encodeManifest } from '../../src/oci/manifest.js';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
 import { parseChannel } from '../../src/conda/channel.js';
 import { RemoteStore, type RemoteStoreOptions } from '../../src/oci/remote/store.js';
-import type { CommandOptions } from '../../src/options.js';
+import type { CommandInput as CommandOptions } from '../../src/core/commands.js';
 import { makePackages, pseudoRandom, type MadePackage } from '../helpers/packages.js';
 import { actions, seededRandom, startProxy, type ProxyAction, type TestProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';

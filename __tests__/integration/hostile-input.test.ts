@@ -1,5 +1,5 @@
 /**
- * Hostile input (issue 7, part 5). Builds on package-reader.test.ts, whose crafted archives
+ * Hostile input. Builds on package-reader.test.ts, whose crafted archives
  * (traversal, absolute paths, symlink/hardlink escapes, devices, duplicate members, non-UTF-8
  * names, zip/zstd/bzip2 bombs, lying zip headers, index.json of wrong types) are not repeated
  * here. Added:
@@ -25,7 +25,7 @@ import { parseArtifactDocument, parseArtifactFlag } from '../../src/commands/art
 import { silentReporter } from '../../src/commands/report.js';
 import { packageReference, parseArtifactFileName } from '../../src/conda/naming.js';
 import { PackageError, readPackage, type PackageLimits } from '../../src/conda/package-reader.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { InvalidReferenceError } from '../../src/oci/errors.js';
 import { isRepositoryName, isTag } from '../../src/oci/reference.js';
 import { channelRepository, checkSubdir, parseChannel } from '../../src/conda/channel.js';

@@ -1,5 +1,5 @@
 /**
- * Hostile registries (issue 7, part 6): a loopback proxy in front of the real registry makes it
+ * Hostile registries: a loopback proxy in front of the real registry makes it
  * lie, and every lie is detected and refused with a clear error; production is never written
  * with bad content.
  *
@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { packageReference } from '../../src/conda/naming.js';
 import { silentReporter, type CommandResult } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
 import {
   DigestMismatchError,

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LATEST_TAG } from '../../src/conda/naming.js';
 import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { githubApi } from '../../src/github/api.js';
 import { ghcrExtras } from '../../src/github/packages.js';
 import { parseImageManifest, type ImageManifest } from '../../src/oci/manifest.js';

@@ -1,5 +1,5 @@
 /**
- * Authorization and secrets (issue 7, part 4).
+ * Authorization and secrets.
  *
  * - With token auth, an identity that may write staging only cannot change production by any
  *   command: upload, promote, clean, repodata (and validate, which writes staging only).
@@ -20,9 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentReporter, type CommandResult } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
-import type { CommandOptions } from '../../src/options.js';
+import type { CommandInput as CommandOptions } from '../../src/core/commands.js';
 import { buildCli, runCli } from '../helpers/cli.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
 import { useRegistry } from '../helpers/registry.js';

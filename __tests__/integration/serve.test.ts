@@ -1,5 +1,5 @@
 /**
- * `conda-oci serve` (issue 8): the gateway in front of a real registry that needs credentials.
+ * `conda-oci serve`: the gateway in front of a real registry that needs credentials.
  * rattler's solver (JS bindings) solves through it, first from CEP 16 shards, then from plain
  * repodata; every package URL it returns downloads with the sha256 repodata lists. HTTP details:
  * ETag/304, HEAD, Range/416/If-Range, content codings, labels, 404/405, errors that never carry
@@ -15,13 +15,13 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { zstdDecompress } from '../../src/compress.js';
 import { silentReporter, type Reporter } from '../../src/commands/report.js';
 import { serve, type RunningServer } from '../../src/commands/serve.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { parseImageManifest } from '../../src/oci/manifest.js';
 import { openStore } from '../../src/oci/open-store.js';
 import { parseChannel } from '../../src/conda/channel.js';
 import type { Store } from '../../src/oci/storage.js';
 import type { GatewayOptions } from '../../src/serve/gateway.js';
-import { serveMain } from '../../src/serve/cli.js';
+import { main } from '../../src/cli/main.js';
 import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
 import { actions, startProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
@@ -519,8 +519,9 @@ test('the CLI entry: serve --channel … --listen 127.0.0.1:0 serves until stopp
   const stop = new AbortController();
   let url = '';
   const infos: string[] = [];
-  const exit = serveMain(
+  const exit = main(
     [
+      'serve',
       '--channel',
       channelUrl(),
       '--listen',
@@ -534,10 +535,10 @@ test('the CLI entry: serve --channel … --listen 127.0.0.1:0 serves until stopp
     ],
     {
       signal: stop.signal,
-      onListening: (s) => {
+      onListening: (s: { url: string }) => {
         url = s.url;
       },
-      reporter: { info: (m) => infos.push(m), warn: (m) => infos.push(m) },
+      reporter: { info: (m: string) => infos.push(m), warn: (m: string) => infos.push(m) },
     },
   );
   await expect.poll(() => url, { timeout: 10_000 }).not.toBe('');
@@ -548,7 +549,7 @@ test('the CLI entry: serve --channel … --listen 127.0.0.1:0 serves until stopp
   expect(infos.join('\n')).toMatch(/serve: oci:\/\/.*prod\/conda-forge at http:\/\/127\.0\.0\.1:\d+\//);
   expect(infos.join('\n')).not.toContain(PASSWORD);
   expect(
-    await serveMain(['--channel', channelUrl(), '--listen', 'nowhere'], { reporter: silentReporter }),
+    await main(['serve', '--channel', channelUrl(), '--listen', 'nowhere'], { reporter: silentReporter }),
   ).toBe(2);
-  expect(await serveMain(['--listen', '127.0.0.1:0'], { reporter: silentReporter })).toBe(2);
+  expect(await main(['serve', '--listen', '127.0.0.1:0'], { reporter: silentReporter })).toBe(2);
 });

@@ -16,12 +16,12 @@ import {
 } from '../../src/conda/records.js';
 import { parseOwners } from '../../src/commands/owners.js';
 import { silentReporter, type CommandResult } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
 import { pushArtifact } from '../../src/oci/push.js';
 import { listReferrers } from '../../src/oci/referrers.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
-import type { CommandOptions } from '../../src/options.js';
+import type { CommandInput as CommandOptions } from '../../src/core/commands.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
 import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
@@ -132,7 +132,7 @@ describe('upload, validate, promote', () => {
         production,
         artifacts: [request(CONDA), request(NEWER)],
         recordKey: KEY,
-        requester: { feedstock: 'demo-pkg', run: 'https://example.invalid/run/1' },
+        feedstock: 'demo-pkg',
       },
       WEBSERVICES,
     );

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readPackageManifest } from '../../src/conda/artifact.js';
 import { silentReporter } from '../../src/commands/report.js';
 import { STREAMED_UPLOAD_MIN } from '../../src/commands/upload.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { HttpClient } from '../../src/oci/remote/http.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import { makePackage, type MadePackage } from '../helpers/packages.js';

@@ -16,7 +16,7 @@ import {
   MEDIA_TYPE_CONDA_PACKAGE_V2,
 } from '../../src/conda/artifact.js';
 import { silentReporter, type CommandResult } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import type { Store } from '../../src/oci/storage.js';

@@ -1,5 +1,5 @@
 /**
- * Layout both (issue 8): every fixture uploaded, validated and promoted with its v0 name, v0
+ * Layout both: every fixture uploaded, validated and promoted with its v0 name, v0
  * repodata published, and then read the way today's clients read a v0 channel:
  *
  * - rattler's OCI middleware: the manifest of `<subdir>/repodata.json:latest`, the layer whose
@@ -10,7 +10,7 @@
  * - mamba's OCI mirror: the manifest of `<subdir>/<file>:latest` and its first layer.
  *
  * The client here is written from that description, against the registry's HTTP API directly.
- * Then the collision: `cmake`'s v0 name is `make`'s v1 name; both orders are refused.
+ * Then the collision: `cmake 3.1 h0`'s v0 name would be `make 3.1 h0`'s v1 name: it is never written.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -19,15 +19,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { zstdDecompress } from '../../src/compress.js';
 import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
-import { main } from '../../src/cli-main.js';
-import { parseLayout } from '../../src/commands/v0-compat.js';
-import { execute } from '../../src/execute.js';
-import { readInputs } from '../../src/inputs.js';
-import type { CommandOptions } from '../../src/options.js';
+import { main } from '../../src/cli/main.js';
+import { NAMING_V1, NAMING_V1_V0, parseNaming } from '../../src/conda/naming-scheme.js';
+import { execute } from '../../src/core/execute.js';
+import { readInputs } from '../../src/action/inputs.js';
+import type { CommandInput as CommandOptions } from '../../src/core/commands.js';
 import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
 import { makePackage, type MadePackage } from '../helpers/packages.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
+import { RemoteStore } from '../../src/oci/remote/store.js';
+import { manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
 
 const registry = useRegistry({ auth: 'none' });
 let proxy: TestProxy;
@@ -149,14 +151,14 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       command: 'upload',
       files: EXPECTED.map((e) => fixturePath(e.filename)),
       to: staging(),
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     const requests = STORED.map(request);
     const validated = await run({
       command: 'validate',
       from: staging(),
       artifacts: requests,
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(validated.artifacts.filter((a) => a.status !== 'passed')).toEqual([]);
     proxy.clearRecords();
@@ -165,7 +167,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       from: staging(),
       to: production(),
       artifacts: requests,
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     promoteRecords = [...proxy.records];
   });
@@ -193,7 +195,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       command: 'upload',
       files: STORED.map((e) => fixturePath(e.filename)),
       to: staging(),
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(again.artifacts.map((a) => a.status)).toEqual(STORED.map(() => 'exists'));
     expect(
@@ -234,7 +236,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       command: 'validate',
       from: staging(),
       artifacts: [request(epoch)],
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     const check = validated.artifacts[0]!.checks!.find((c) => c.name === 'v0-name')!;
     expect(check.ok).toBe(false);
@@ -254,7 +256,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       command: 'upload',
       files: [fixturePath(epoch.filename)],
       to: staging(),
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(refused.artifacts[0]!.status).toBe('failed');
     expect(refused.artifacts[0]!.error).toMatch(/already holds pure-py/);
@@ -265,14 +267,14 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       command: 'upload',
       files: [fixturePath(epoch.filename)],
       to: staging(),
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(restored.artifacts[0]!.status).toBe('exists');
     const revalidated = await run({
       command: 'validate',
       from: staging(),
       artifacts: [request(epoch)],
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(revalidated.artifacts[0]!.status).toBe('passed');
   });
@@ -317,7 +319,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       from: staging(),
       to: production(),
       artifacts: STORED.map(request),
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(again.artifacts.map((a) => a.status)).toEqual(STORED.map(() => 'already-published'));
     expect(proxy.count({ method: 'PUT' }) + proxy.count({ method: 'POST' })).toBe(0);
@@ -325,7 +327,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
 
   test('repodata: v0 repodata.json:latest and a timestamp tag; a rattler-like client installs every fixture', async () => {
     const reporter = collecting();
-    const first = await run({ command: 'repodata', channel: production(), layout: 'both' }, reporter);
+    const first = await run({ command: 'repodata', channel: production(), naming: NAMING_V1_V0 }, reporter);
     expect(first.exitCode).toBe(0);
     expect(reporter.warnings).toEqual([]);
     const v0 = first.artifacts.filter(
@@ -386,7 +388,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
 
   test('repodata again: unchanged, the v0 copies cost HEADs and nothing is pushed', async () => {
     proxy.clearRecords();
-    const again = await run({ command: 'repodata', channel: production(), layout: 'both' });
+    const again = await run({ command: 'repodata', channel: production(), naming: NAMING_V1_V0 });
     expect(again.artifacts.every((a) => a.status === 'exists')).toBe(true);
     expect(
       proxy.count({ method: 'PUT' }) + proxy.count({ method: 'POST' }) + proxy.count({ method: 'PATCH' }),
@@ -407,28 +409,35 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
 
   const requestOf = (p: MadePackage) => ({ subdir: p.subdir, file: p.file, sha256: p.sha256 });
   const stage = async (staging: string, pkgs: MadePackage[], layout: 'v1' | 'both') => {
+    const naming = parseNaming(layout);
     const up = await run({
       command: 'upload',
       files: pkgs.map((p) => p.path),
       to: `oci://${proxy.host}/${staging}`,
-      layout,
+      naming,
     });
     expect(up.artifacts.filter((a) => a.status === 'failed')).toEqual([]);
     const validated = await run({
       command: 'validate',
       from: `oci://${proxy.host}/${staging}`,
       artifacts: pkgs.map(requestOf),
-      layout,
+      naming,
     });
     expect(validated.artifacts.filter((a) => a.status !== 'passed')).toEqual([]);
   };
-  const promoteFrom = (staging: string, production: string, pkgs: MadePackage[], layout: 'v1' | 'both') =>
+  const promoteFrom = (
+    staging: string,
+    production: string,
+    pkgs: MadePackage[],
+    layout: 'v1' | 'both',
+    naming = parseNaming(layout),
+  ) =>
     run({
       command: 'promote',
       from: `oci://${proxy.host}/${staging}`,
       to: `oci://${proxy.host}/${production}`,
       artifacts: pkgs.map(requestOf),
-      layout,
+      naming,
     });
 
   const tagDigest = async (repository: string, tag: string) =>
@@ -439,52 +448,59 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
       })
     ).headers.get('docker-content-digest');
 
-  test('make published first: promoting cmake with layout both is refused, naming both, and writes nothing', async () => {
-    await stage('sa1/c', [make], 'v1');
-    const first = await promoteFrom('sa1/c', 'prod-a/c', [make], 'v1');
-    expect(first.artifacts[0]!.status).toBe('promoted');
-    const makeDigest = await tagDigest('prod-a/c/linux-64/cmake', '3.1-h0');
-    expect(makeDigest).toBe(first.artifacts[0]!.digest);
+  /** Writes cmake's staged manifest at its v0 name by hand, as a writer without the rule did. */
+  const copyToV0ByHand = async (channel: string, digest: string) => {
+    const store = new RemoteStore({ host: proxy.host, plainHttp: true });
+    try {
+      const from = store.repository(`${channel}/linux-64/ccmake`);
+      const fetched = await from.fetchManifest(digest);
+      const to = store.repository(`${channel}/linux-64/cmake`);
+      for (const blob of manifestBlobs(parseImageManifest(fetched.bytes)))
+        await to.pushBlob(blob, await from.readBlob(blob, 1 << 20));
+      await to.pushManifest({ mediaType: fetched.descriptor.mediaType, bytes: fetched.bytes }, '3.1-h0');
+    } finally {
+      await store.close();
+    }
+  };
 
-    // validate with the production channel says so before promote...
-    await stage('sa2/c', [cmake], 'both');
-    const validated = await run({
-      command: 'validate',
-      from: `oci://${proxy.host}/sa2/c`,
-      artifacts: [requestOf(cmake)],
-      production: `oci://${proxy.host}/prod-a/c`,
-      layout: 'both',
-    });
-    const check = validated.artifacts[0]!.checks!.find((c) => c.name === 'production-v0')!;
-    expect(check.ok).toBe(false);
-    expect(check.detail).toMatch(
-      /v0 name .*prod-a\/c\/linux-64\/cmake:3\.1-h0 of cmake 3\.1 h0 already holds make 3\.1 h0/,
-    );
-
-    // ...and promote refuses it whole: no v1 tag for cmake, make's tag untouched.
-    const second = await promoteFrom('sa2/c', 'prod-a/c', [cmake], 'both');
-    const refused = second.artifacts[0]!;
-    expect(refused.status).toBe('failed');
-    expect(refused.error).toMatch(/of cmake 3\.1 h0 already holds make 3\.1 h0/);
-    expect(await tagDigest('prod-a/c/linux-64/ccmake', '3.1-h0')).toBeNull();
-    expect(await tagDigest('prod-a/c/linux-64/cmake', '3.1-h0')).toBe(makeDigest);
-
-    // Staging refuses it too: upload cmake with layout both where make is staged.
+  test('cmake 3.1 h0, whose v0 name could be make 3.1 h0: layout both refuses it at upload and validate, before anything is staged; make is published unhindered', async () => {
+    // Upload refuses cmake whole: neither its v1 nor its v0 name is staged.
     const up = await run({
       command: 'upload',
       files: [cmake.path],
-      to: `oci://${proxy.host}/sa1/c`,
-      layout: 'both',
+      to: `oci://${proxy.host}/sa/c`,
+      naming: NAMING_V1_V0,
     });
     expect(up.artifacts[0]!.status).toBe('failed');
-    expect(up.artifacts[0]!.error).toMatch(/of cmake 3\.1 h0 already holds make 3\.1 h0/);
-    expect(await tagDigest('sa1/c/linux-64/cmake', '3.1-h0')).toBe(makeDigest);
+    expect(up.artifacts[0]!.error).toMatch(
+      /v0 name linux-64\/cmake:3\.1-h0 of cmake 3\.1 h0 could be the v1 name of another package/,
+    );
+    expect(await tagDigest('sa/c/linux-64/ccmake', '3.1-h0')).toBeNull();
+    expect(await tagDigest('sa/c/linux-64/cmake', '3.1-h0')).toBeNull();
+
+    // Staged in v1 only, validate with layout both refuses it too, naming the rule.
+    await stage('sa/c', [cmake], 'v1');
+    const validated = await run({
+      command: 'validate',
+      from: `oci://${proxy.host}/sa/c`,
+      artifacts: [requestOf(cmake)],
+      naming: NAMING_V1_V0,
+    });
+    expect(validated.artifacts[0]!.status).toBe('failed');
+    expect(validated.artifacts[0]!.error).toMatch(/^names: .*could be the v1 name of another package/);
+
+    // make takes its v1 name, cmake:3.1-h0, in staging and in production.
+    await stage('sa2/c', [make], 'both');
+    const promoted = await promoteFrom('sa2/c', 'prod-a/c', [make], 'both');
+    expect(promoted.artifacts[0]!.status).toBe('promoted');
+    expect(await tagDigest('prod-a/c/linux-64/cmake', '3.1-h0')).toBe(promoted.artifacts[0]!.digest);
   });
 
-  test('cmake published first with its v0 name: make is refused (its v1 tag holds cmake), and repodata lists each once', async () => {
-    await stage('sb1/c', [cmake], 'both');
-    const first = await promoteFrom('sb1/c', 'prod-b/c', [cmake], 'both');
+  test('a channel that already holds cmake at its v0 name (an older writer): make is refused, production tags never move, and repodata lists cmake once', async () => {
+    await stage('sb1/c', [cmake], 'v1');
+    const first = await promoteFrom('sb1/c', 'prod-b/c', [cmake], 'v1');
     expect(first.artifacts[0]!.status).toBe('promoted');
+    await copyToV0ByHand('prod-b/c', first.artifacts[0]!.digest!);
     const cmakeDigest = await tagDigest('prod-b/c/linux-64/cmake', '3.1-h0');
     expect(cmakeDigest).toBe(first.artifacts[0]!.digest);
 
@@ -498,7 +514,7 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
     // repodata takes <subdir>/cmake:3.1-h0 for a v1 name of "make", reads it and finds cmake's v0 name.
     const reporter = collecting();
     const indexed = await run(
-      { command: 'repodata', channel: `oci://${proxy.host}/prod-b/c`, layout: 'both' },
+      { command: 'repodata', channel: `oci://${proxy.host}/prod-b/c`, naming: NAMING_V1_V0 },
       reporter,
     );
     expect(indexed.exitCode).toBe(0);
@@ -509,13 +525,14 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
     expect([...records.keys()]).toEqual([cmake.file]);
   });
 
-  test("clean passes over a v0 name on its own, and takes an artifact's v0 name with the artifact", async () => {
-    await stage('sc/c', [cmake], 'both');
+  test("clean passes over a v0 name on its own, and takes an artifact's v0 name (even one an older writer left) with the artifact", async () => {
+    await stage('sc/c', [cmake], 'v1');
+    await copyToV0ByHand('sc/c', (await tagDigest('sc/c/linux-64/ccmake', '3.1-h0'))!);
     const cleaned = await run({
       command: 'clean',
       channel: `oci://${proxy.host}/sc/c`,
       olderThanMs: 0,
-      layout: 'both',
+      naming: NAMING_V1_V0,
     });
     expect(cleaned.artifacts.map((a) => `${a.file}:${a.status}`)).toEqual([`${cmake.file}:deleted`]);
     expect(await tagDigest('sc/c/linux-64/ccmake', '3.1-h0')).toBeNull();
@@ -524,10 +541,10 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
 });
 
 describe('the layout option', () => {
-  test('parseLayout: v1 and both, nothing else', () => {
-    expect(parseLayout('v1')).toBe('v1');
-    expect(parseLayout(' Both ')).toBe('both');
-    expect(() => parseLayout('v0')).toThrow(/layout must be v1 or both, not "v0"/);
+  test('parseNaming: v1 and both, nothing else', () => {
+    expect(parseNaming('v1')).toBe(NAMING_V1);
+    expect(parseNaming(' Both ')).toBe(NAMING_V1_V0);
+    expect(() => parseNaming('v0')).toThrow(/must be v1 or both, not "v0"/);
   });
 
   test('action input layout: both is passed to the command, v1 is the default, others are refused', () => {
@@ -540,10 +557,13 @@ describe('the layout option', () => {
         for (const key of [...Object.keys(inputs), ...Object.keys(extra)]) delete process.env[key];
       }
     };
-    expect(read({ INPUT_LAYOUT: 'both' }).options).toMatchObject({ command: 'repodata', layout: 'both' });
-    expect(read({ INPUT_LAYOUT: 'v1' }).options).not.toHaveProperty('layout');
-    expect(read({}).options).not.toHaveProperty('layout');
-    expect(() => read({ INPUT_LAYOUT: 'v2' })).toThrow(/input layout: layout must be v1 or both/);
+    expect(read({ INPUT_LAYOUT: 'both' }).options).toMatchObject({
+      command: 'repodata',
+      naming: NAMING_V1_V0,
+    });
+    expect(read({ INPUT_LAYOUT: 'v1' }).options).toHaveProperty('naming', NAMING_V1);
+    expect(read({}).options).toHaveProperty('naming', NAMING_V1);
+    expect(() => read({ INPUT_LAYOUT: 'v2' })).toThrow(/input layout must be v1 or both/);
   });
 
   test('CLI: --layout other than v1 or both is a usage error (exit 2)', async () => {

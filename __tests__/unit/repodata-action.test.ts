@@ -7,17 +7,17 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
-import { main } from '../../src/cli-main.js';
+import { main } from '../../src/cli/main.js';
 import { silentReporter } from '../../src/commands/report.js';
-import { execute } from '../../src/execute.js';
+import { execute } from '../../src/core/execute.js';
 import { buildPackageArtifact } from '../../src/conda/artifact.js';
 import { buildInfoTarGz } from '../../src/conda/info-tarball.js';
 import { packageReference } from '../../src/conda/naming.js';
 import type { CacheService } from '../../src/github/cache.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
 import { pushArtifact } from '../../src/oci/push.js';
-import { readInputs } from '../../src/inputs.js';
-import { run } from '../../src/main.js';
+import { readInputs } from '../../src/action/inputs.js';
+import { run } from '../../src/action/run.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
 const core = vi.hoisted(() => {
@@ -115,19 +115,18 @@ describe('repodata in the action', () => {
       concurrency: '8',
     });
     const inputs = readInputs();
-    expect(inputs.cache).toBe(true);
     expect(inputs.options).toMatchObject({
       command: 'repodata',
       channel,
       subdirs: ['linux-64', 'noarch', 'osx-arm64'],
       patchInstructions: '/path/patches.json',
-      cacheDir: join(work, 'runner-temp', 'conda-oci-repodata-cache'),
+      cache: true,
       verify: true,
       concurrency: 8,
     });
     setInputs({ cache: 'false', verify: 'false', subdirs: '' });
     const plain = readInputs();
-    expect(plain.cache).toBeUndefined();
+    expect(plain.options).toHaveProperty('cache', false);
     expect(plain.options).not.toHaveProperty('cacheDir');
     expect(plain.options).not.toHaveProperty('subdirs');
   });

@@ -4,6 +4,7 @@
  * conda-forge's `outputs` map `{"<subdir>/<file>": "<sha256>"}` (also inside a
  * repository_dispatch payload).
  */
+import { readFileSync } from 'node:fs';
 import { InvalidReferenceError } from '../oci/errors.js';
 import { checkSubdir } from '../conda/channel.js';
 import { parseArtifactFileName } from '../conda/naming.js';
@@ -89,4 +90,53 @@ export function mergeRequests(lists: RequestedArtifact[][]): RequestedArtifact[]
     byKey.set(key, item);
   }
   return [...byKey.values()];
+}
+
+/**
+ * A request names at most this many artifacts (README "Security": every
+ * cost is bounded). The largest conda-forge feedstocks publish a few hundred files per build.
+ */
+export const MAX_ARTIFACTS_PER_REQUEST = 2000;
+
+function capped(artifacts: RequestedArtifact[], where: string): RequestedArtifact[] {
+  if (artifacts.length > MAX_ARTIFACTS_PER_REQUEST)
+    throw new InvalidReferenceError(
+      `${where} names ${artifacts.length} artifacts, more than the limit of ${MAX_ARTIFACTS_PER_REQUEST} per request`,
+    );
+  return artifacts;
+}
+
+/**
+ * What a shell was given for `artifacts`, each value one of: `<subdir>/<file>=<sha256>` (several
+ * separated by spaces or lines), a JSON document (see parseArtifactDocument), or the path of a
+ * file holding one (an upload result file).
+ */
+export function parseArtifactValues(values: readonly string[], where: string): RequestedArtifact[] {
+  const lists = values.map((value) => {
+    const text = value.trim();
+    if (text.startsWith('{') || text.startsWith('[')) return parseArtifactDocument(text, where);
+    const tokens = text.split(/\s+/).filter(Boolean);
+    if (tokens.length > 0 && tokens.every((t) => /^[^/=\s]+\/[^=\s]+=[^\s]+$/.test(t)))
+      return tokens.map(parseArtifactFlag);
+    let content: string;
+    try {
+      content = readFileSync(text, 'utf8');
+    } catch (err) {
+      throw new InvalidReferenceError(
+        `${where}: "${text}" is neither <subdir>/<file>=<sha256>, JSON, nor a readable file (${(err as Error).message})`,
+      );
+    }
+    return parseArtifactDocument(content, `${where} (${text})`);
+  });
+  const all = capped(mergeRequests(lists), where);
+  if (all.length === 0) throw new InvalidReferenceError(`${where} names no artifact`);
+  return all;
+}
+
+/** The artifacts of a repository_dispatch (or workflow_dispatch) payload, if it names any. */
+export function payloadArtifacts(
+  payload: Record<string, unknown> | undefined,
+): RequestedArtifact[] | undefined {
+  if (!payload || (payload.outputs === undefined && payload.artifacts === undefined)) return undefined;
+  return capped(mergeRequests([parseArtifactDocument(payload, 'the event payload')]), 'the event payload');
 }

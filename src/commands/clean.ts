@@ -4,34 +4,30 @@
  * clock); an artifact without one falls back to the package's own build time.
  */
 import { readPackageManifest } from '../conda/artifact.js';
+import { channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import { isPackageTag } from '../conda/naming.js';
+import { isV0NameOf } from '../conda/naming-scheme.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT } from '../conda/records.js';
+import { defineCommand, type CommandContext } from '../core/command.js';
+import {
+  concurrencyOption,
+  GITHUB_TOKEN_OPTION,
+  LABEL_OPTION,
+  NAMING_OPTION,
+  REGISTRY_OPTIONS,
+  RESULT_OPTIONS,
+} from '../core/common-options.js';
+import { flag, text, type OptionsOf } from '../core/options.js';
 import { InvalidReferenceError } from '../oci/errors.js';
-import { describeError } from '../util/describe-error.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers } from '../oci/referrers.js';
-import { channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
+import { describeError } from '../util/describe-error.js';
 import { mapLimit } from '../util/map-limit.js';
 import { packageRepositories } from './channel-scan.js';
-import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
-import { deleteStaged } from './validate.js';
-import { deleteV0, isV0NameOf, v0Name, type Layout } from './v0-compat.js';
-
-export interface CleanOptions {
-  channel: Channel;
-  olderThanMs: number;
-  dryRun?: boolean;
-  concurrency?: number;
-  /** `both`: an artifact's v0 name goes with it (where it holds the same manifest). */
-  layout?: Layout;
-}
-
-export interface CleanContext {
-  store: Store;
-  reporter: Reporter;
-  now?: () => Date;
-}
+import { deleteIfHolds, furtherPlaces } from './locations.js';
+import { finish, type ArtifactResult, type CommandResult } from './report.js';
+import { deleteStaged } from './staged.js';
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -45,20 +41,57 @@ export function parseDuration(text: string): number {
   return parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0);
 }
 
-export async function clean(options: CleanOptions, context: CleanContext): Promise<CommandResult> {
-  const now = (context.now?.() ?? new Date()).getTime();
-  const cutoff = now - options.olderThanMs;
-  const repositories = await packageRepositories(context.store, options.channel);
+const CLEAN_OPTIONS = {
+  channel: text('channel', {
+    help: 'The staging channel to clean.',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/cf-staging/conda-forge',
+    required: true,
+  }),
+  olderThanMs: text('older-than', {
+    help: 'Delete staged artifacts older than this (their newest upload receipt), with their records.',
+    placeholder: '<duration>',
+    example: '2h',
+    parse: parseDuration,
+    required: true,
+  }),
+  dryRun: flag('dry-run', { help: 'List what would be deleted; delete nothing.' }),
+  ...LABEL_OPTION,
+  ...NAMING_OPTION,
+  ...concurrencyOption('Repositories looked at', 4),
+  ...REGISTRY_OPTIONS,
+  ...GITHUB_TOKEN_OPTION,
+  ...RESULT_OPTIONS,
+};
+
+export type CleanOptions = OptionsOf<typeof CLEAN_OPTIONS>;
+
+export const cleanCommand = defineCommand({
+  name: 'clean',
+  summary: 'delete staged artifacts older than a given age',
+  description:
+    'Staging is a waiting room: conda-forge empties cf-staging of anything older than two hours, ' +
+    'hourly. An artifact goes with its records and its further names (layout both).',
+  examples: ['conda-oci clean --channel oci://ghcr.io/cf-staging/conda-forge --older-than 2h --dry-run'],
+  options: CLEAN_OPTIONS,
+  run: (options, context) => clean(options, context),
+});
+
+export async function clean(options: CleanOptions, context: CommandContext): Promise<CommandResult> {
+  const { channel, store } = context.open(options.channel);
+  const cutoff = context.now().getTime() - options.olderThanMs;
+  const repositories = await packageRepositories(store, channel);
   context.reporter.info(
-    `Looking for artifacts older than ${new Date(cutoff).toISOString()} in ${repositories.length} repositories of ${channelUrl(options.channel)}`,
+    `Looking for artifacts older than ${new Date(cutoff).toISOString()} in ${repositories.length} repositories of ${channelUrl(channel)}`,
   );
-  const perRepository = await mapLimit(repositories, options.concurrency ?? 4, async ({ name, subdir }) => {
-    const repository = context.store.repository(name);
+  const target = { channel, store, options, context };
+  const perRepository = await mapLimit(repositories, options.concurrency, async ({ name, subdir }) => {
+    const repository = store.repository(name);
     const results: ArtifactResult[] = [];
     for await (const tag of repository.listTags()) {
       if (!isPackageTag(tag)) continue;
       try {
-        const result = await cleanOne(repository, subdir, tag, cutoff, options, context);
+        const result = await cleanOne(repository, subdir, tag, cutoff, target);
         if (result) results.push(result);
       } catch (err) {
         results.push({
@@ -73,7 +106,7 @@ export async function clean(options: CleanOptions, context: CleanContext): Promi
     }
     return results;
   });
-  return finish('clean', { channel: channelUrl(options.channel) }, perRepository.flat());
+  return finish('clean', { channel: channelUrl(channel) }, perRepository.flat());
 }
 
 async function cleanOne(
@@ -81,11 +114,11 @@ async function cleanOne(
   subdir: string,
   tag: string,
   cutoff: number,
-  options: CleanOptions,
-  context: CleanContext,
+  target: { channel: Channel; store: Store; options: CleanOptions; context: CommandContext },
 ): Promise<ArtifactResult | undefined> {
+  const { channel, options, context } = target;
   const fetched = await repository.fetchManifest(tag);
-  const reference = formatReference(options.channel, repository.name, tag);
+  const reference = formatReference(channel, repository.name, tag);
   const info = readPackageManifest(fetched.bytes, reference);
   // The v0 name of another package (`<subdir>/cmake` is also the v1 repository of `make`): it
   // goes with that package, never on its own.
@@ -113,8 +146,8 @@ async function cleanOne(
   if (!options.dryRun) {
     try {
       await deleteStaged(repository, fetched.descriptor.digest);
-      if (options.layout === 'both')
-        await deleteV0(context.store, v0Name(options.channel, subdir, info), fetched.descriptor.digest);
+      for (const where of furtherPlaces(options.naming, channel, subdir, info))
+        await deleteIfHolds(target.store, where, fetched.descriptor.digest);
     } catch (err) {
       // Known by now: the result names the package, not only the tag.
       return { ...result, status: 'failed', error: describeError(err) };

@@ -6,7 +6,8 @@
  * tag is never moved to different content; promoting again is a no-op.
  */
 import { readPackageManifest } from '../conda/artifact.js';
-import { packageReference, parseArtifactFileName } from '../conda/naming.js';
+import { channelUrl, type Channel } from '../conda/channel.js';
+import { parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
 import {
   ANNOTATION_RECORD_SIGNATURE,
   ANNOTATION_VALIDATION_RESULT,
@@ -16,61 +17,107 @@ import {
   verifyRecordSignature,
   type ValidationRecord,
 } from '../conda/records.js';
+import { defineCommand, type CommandContext } from '../core/command.js';
+import {
+  ARTIFACTS_OPTION,
+  concurrencyOption,
+  GITHUB_TOKEN_OPTION,
+  LABEL_OPTION,
+  NAMING_OPTION,
+  REGISTRY_OPTIONS,
+  RESULT_OPTIONS,
+} from '../core/common-options.js';
+import { flag, text, type OptionsOf } from '../core/options.js';
 import { copyManifestBlobs, type Located } from '../oci/copy.js';
-import { mapLimit } from '../util/map-limit.js';
 import { digestOf } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
-import { describeError } from '../util/describe-error.js';
+import type { ManifestBytes } from '../oci/manifest.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
 import { listReferrers, pushReferrer } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
+import { describeError } from '../util/describe-error.js';
+import { mapLimit } from '../util/map-limit.js';
 import type { RequestedArtifact } from './artifact-list.js';
-import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
-import { deleteStaged } from './validate.js';
-import {
-  conflictError,
-  deleteV0,
-  inspectV0,
-  v0Name,
-  writeV0,
-  type Layout,
-  type V0Name,
-} from './v0-compat.js';
+import { conflictError, deleteIfHolds, inspectPlace, places, writeCopy, type Place } from './locations.js';
+import { finish, type ArtifactResult, type CommandResult } from './report.js';
+import { deleteStaged } from './staged.js';
 
-export interface PromoteOptions {
+const PROMOTE_OPTIONS = {
+  from: text('from', {
+    help: 'The staging channel. Never taken from a dispatch payload: the credentials of the step go where it points.',
+    placeholder: '<channel>',
+    required: true,
+  }),
+  to: text('to', {
+    help: 'The production channel.',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/conda-forge/conda-forge',
+    required: true,
+  }),
+  ...ARTIFACTS_OPTION,
+  deleteStaged: flag('delete-staged', { help: 'Delete artifacts from staging once promoted.' }),
+  recordKey: text('record-key', {
+    help: 'The key validate signed its records with: only records signed with it count.',
+    placeholder: '<key>',
+    env: ['CONDA_OCI_RECORD_KEY'],
+    secret: true,
+  }),
+  ...LABEL_OPTION,
+  ...NAMING_OPTION,
+  ...concurrencyOption('Artifacts promoted', 4),
+  ...REGISTRY_OPTIONS,
+  ...GITHUB_TOKEN_OPTION,
+  ...RESULT_OPTIONS,
+};
+
+export type PromoteOptions = OptionsOf<typeof PROMOTE_OPTIONS>;
+
+export const promoteCommand = defineCommand({
+  name: 'promote',
+  summary: 'copy validated artifacts from staging to production',
+  description:
+    'Copies each artifact that has a passing validation record for its exact staged manifest: blobs ' +
+    'first (mounted within one registry, else streamed), then the record, then the tagged manifest, ' +
+    'read back. A production tag is never moved; promoting again is a no-op.',
+  examples: [
+    'conda-oci promote --from oci://ghcr.io/cf-staging/conda-forge --to oci://ghcr.io/conda-forge/conda-forge --artifacts result.json',
+  ],
+  options: PROMOTE_OPTIONS,
+  run: (options, context) => promote(options, context),
+});
+
+/** What one promote run works with. */
+interface Run {
   from: Channel;
   to: Channel;
-  artifacts: RequestedArtifact[];
-  deleteStaged?: boolean;
-  /** When set, only records signed with this key count (see validate). */
-  recordKey?: string;
-  concurrency?: number;
-  /**
-   * `both`: the v0 name is promoted with the v1 one, before the v1 tag, so that production never
-   * shows a v1 tag without its v0 name; a v0 name holding other content is never moved.
-   */
-  layout?: Layout;
-}
-
-export interface PromoteContext {
   staging: Store;
   production: Store;
-  reporter: Reporter;
+  options: PromoteOptions;
+  context: CommandContext;
 }
 
-export async function promote(options: PromoteOptions, context: PromoteContext): Promise<CommandResult> {
+export async function promote(options: PromoteOptions, context: CommandContext): Promise<CommandResult> {
+  const source = context.open(options.from);
+  const target = context.open(options.to);
+  const run: Run = {
+    from: source.channel,
+    to: target.channel,
+    staging: source.store,
+    production: target.store,
+    options,
+    context,
+  };
   context.reporter.info(
-    `Promoting ${options.artifacts.length} artifact(s) from ${channelUrl(options.from)} to ${channelUrl(options.to)}`,
+    `Promoting ${options.artifacts.length} artifact(s) from ${channelUrl(run.from)} to ${channelUrl(run.to)}`,
   );
   if (!options.recordKey) {
     context.reporter.warn(
       'No record key: validation records are not signed, so anyone who can write to staging could forge one. Set record-key on validate and promote.',
     );
   }
-  const results = await mapLimit(options.artifacts, options.concurrency ?? 4, async (request) => {
+  const results = await mapLimit(options.artifacts, options.concurrency, async (request) => {
     try {
-      return await promoteOne(request, options, context);
+      return await promoteOne(request, run);
     } catch (err) {
       const result: ArtifactResult = {
         subdir: request.subdir,
@@ -83,97 +130,93 @@ export async function promote(options: PromoteOptions, context: PromoteContext):
       return result;
     }
   });
-  return finish('promote', { from: channelUrl(options.from), to: channelUrl(options.to) }, results);
+  return finish('promote', { from: channelUrl(run.from), to: channelUrl(run.to) }, results);
 }
 
-async function promoteOne(
-  request: RequestedArtifact,
-  options: PromoteOptions,
-  context: PromoteContext,
-): Promise<ArtifactResult> {
-  const file = parseArtifactFileName(request.file);
-  const ref = packageReference(request.subdir, file.name, file.version, file.build);
-  const stagingName = channelRepository(options.from, ref.repository);
-  const productionName = channelRepository(options.to, ref.repository);
-  const staging: Located = { store: context.staging, repository: context.staging.repository(stagingName) };
+async function promoteOne(request: RequestedArtifact, run: Run): Promise<ArtifactResult> {
+  const { options, context } = run;
+  const identity = parseArtifactFileName(request.file);
+  const [stagedMain, ...stagedCopies] = places(options.naming, run.from, request.subdir, identity) as [
+    Place,
+    ...Place[],
+  ];
+  const [main, ...copies] = places(options.naming, run.to, request.subdir, identity) as [Place, ...Place[]];
+  const staging: Located = { store: run.staging, repository: run.staging.repository(stagedMain.repository) };
   const production: Located = {
-    store: context.production,
-    repository: context.production.repository(productionName),
+    store: run.production,
+    repository: run.production.repository(main.repository),
   };
   const claimed = `sha256:${request.sha256}`;
   const result: ArtifactResult = {
     subdir: request.subdir,
     file: request.file,
-    name: file.name,
-    version: file.version,
-    build: file.build,
+    name: identity.name,
+    version: identity.version,
+    build: identity.build,
     sha256: request.sha256,
-    repository: productionName,
-    tag: ref.tag,
-    reference: formatReference(options.to, productionName, ref.tag),
+    repository: main.repository,
+    tag: main.tag,
+    reference: main.reference,
+    ...(copies.length ? { v0Reference: copies[0]!.reference } : {}),
     status: 'failed',
   };
 
-  const identity = { name: file.name, version: file.version, build: file.build };
-  const v0 = options.layout === 'both' ? v0Name(options.to, request.subdir, identity) : undefined;
-  if (v0) result.v0Reference = v0.reference;
-
   // Production first: the same package there already is success; a different one is refused.
   // The staged manifest is asked for meanwhile (one round trip less), and only used when needed.
-  const stagedWhere = formatReference(options.from, stagingName, ref.tag);
-  const fetchingStaged = staging.repository.fetchManifest(ref.tag).then(
+  const fetchingStaged = staging.repository.fetchManifest(stagedMain.tag).then(
     (fetched) => fetched,
     (err: unknown) => {
-      throw new ProtocolError(`nothing to promote at ${stagedWhere}: ${describeError(err)}`, { cause: err });
+      throw new ProtocolError(`nothing to promote at ${stagedMain.reference}: ${describeError(err)}`, {
+        cause: err,
+      });
     },
   );
   fetchingStaged.catch(() => undefined); // not awaited when production already holds the package
-  const published = await production.repository.resolve(ref.tag);
+  const published = await production.repository.resolve(main.tag);
   if (published) {
     const manifest = await production.repository.fetchManifest(published.digest);
-    const held = readPackageManifest(manifest.bytes, result.reference!);
+    const held = readPackageManifest(manifest.bytes, main.reference);
     if (held.packageLayer.digest !== claimed) {
       return {
         ...result,
         digest: published.digest,
-        error: `${result.reference} already holds ${held.name} ${held.version} ${held.build} (${held.packageLayer.digest}), not ${request.file} (${claimed}); production tags never move`,
+        error: `${main.reference} already holds ${held.name} ${held.version} ${held.build} (${held.packageLayer.digest}), not ${request.file} (${claimed}); production tags never move`,
       };
     }
-    if (v0) {
-      // Published before layout both (or by a run cut off between the two names): add the v0 name.
-      const added = await ensureV0(context.production, productionName, v0, identity, {
-        mediaType: manifest.descriptor.mediaType,
-        bytes: manifest.bytes,
-      });
-      if (typeof added === 'string') return { ...result, digest: published.digest, error: added };
-      if (added) {
-        context.reporter.info(`${request.file}: already published; added its v0 name ${v0.reference}`);
-        return { ...result, digest: published.digest, status: 'promoted' };
-      }
+    // Published before layout both (or by a run cut off between names): add the further names.
+    const added = await ensureCopies(run.production, main, copies, identity, {
+      mediaType: manifest.descriptor.mediaType,
+      bytes: manifest.bytes,
+    });
+    if (typeof added === 'string') return { ...result, digest: published.digest, error: added };
+    if (added.length) {
+      context.reporter.info(`${request.file}: already published; added ${added.join(', ')}`);
+      return { ...result, digest: published.digest, status: 'promoted' };
     }
-    context.reporter.info(`${request.file}: already published as ${result.reference}`);
+    context.reporter.info(`${request.file}: already published as ${main.reference}`);
     return { ...result, digest: published.digest, status: 'already-published' };
   }
 
   const staged = await fetchingStaged;
-  const info = readPackageManifest(staged.bytes, stagedWhere);
+  const info = readPackageManifest(staged.bytes, stagedMain.reference);
   if (info.packageLayer.digest !== claimed) {
     return {
       ...result,
-      error: `${stagedWhere} holds ${info.packageLayer.digest}, not the requested ${claimed} (re-tagged since validation?)`,
+      error: `${stagedMain.reference} holds ${info.packageLayer.digest}, not the requested ${claimed} (re-tagged since validation?)`,
     };
   }
   const record = await passingRecord(staging.repository, staged, request, options.recordKey);
   if (typeof record === 'string') return { ...result, digest: staged.descriptor.digest, error: record };
-  // Before anything is written: a v0 name that holds other content stops the promotion whole.
-  const v0State = v0
-    ? await inspectV0(context.production, v0, identity, staged.descriptor.digest)
-    : undefined;
-  if (v0 && v0State && v0State.kind !== 'free' && v0State.kind !== 'same')
+  // Before anything is written: a further name that holds other content stops the promotion whole.
+  const copyStates = await Promise.all(
+    copies.map((where) => inspectPlace(run.production, where, identity, staged.descriptor.digest)),
+  );
+  const taken = copyStates.findIndex((s) => s.kind !== 'free' && s.kind !== 'same');
+  if (taken !== -1)
     return {
       ...result,
       digest: staged.descriptor.digest,
-      error: conflictError(v0, identity, v0State).message,
+      error: conflictError(copies[taken]!, identity, copyStates[taken]!).message,
     };
 
   // The blobs of the package and of its record at once (they share the empty config blob).
@@ -192,28 +235,26 @@ async function promoteOne(
     staged.descriptor.digest,
   );
   const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
-  if (v0 && v0State?.kind === 'free') await writeV0(context.production, productionName, v0, stagedManifest);
-  await production.repository.pushManifest(stagedManifest, ref.tag);
+  // Further names before the v1 tag: production never shows a v1 tag without them.
+  for (const [i, where] of copies.entries())
+    if (copyStates[i]!.kind === 'free')
+      await writeCopy(run.production, main.repository, where, stagedManifest);
+  await production.repository.pushManifest(stagedManifest, main.tag);
 
   // No registry offers a conditional PUT: read back, so a concurrent writer cannot go unnoticed.
-  const now = await production.repository.resolve(ref.tag);
+  const now = await production.repository.resolve(main.tag);
   if (now?.digest !== staged.descriptor.digest) {
     return {
       ...result,
       digest: staged.descriptor.digest,
-      error: `${result.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}`,
+      error: `${main.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}`,
     };
   }
   if (options.deleteStaged) {
     await deleteStaged(staging.repository, staged.descriptor.digest);
-    if (v0)
-      await deleteV0(
-        context.staging,
-        v0Name(options.from, request.subdir, identity),
-        staged.descriptor.digest,
-      );
+    for (const where of stagedCopies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
   }
-  context.reporter.info(`${request.file}: promoted to ${result.reference}`);
+  context.reporter.info(`${request.file}: promoted to ${main.reference}`);
   return {
     ...result,
     digest: staged.descriptor.digest,
@@ -224,22 +265,26 @@ async function promoteOne(
 }
 
 /**
- * Gives an already published artifact its v0 name. Returns true when it wrote it, false when it
- * was there, or why it cannot (the name holds other content).
+ * Gives an already published artifact its further names. Returns the references it wrote
+ * (none when they were there), or why it cannot (a name holds other content).
  */
-async function ensureV0(
+async function ensureCopies(
   store: Store,
-  from: string,
-  name: V0Name,
-  identity: { name: string; version: string; build: string },
-  manifest: { mediaType: string; bytes: Uint8Array },
-): Promise<boolean | string> {
+  main: Place,
+  copies: Place[],
+  identity: PackageIdentity,
+  manifest: ManifestBytes,
+): Promise<string[] | string> {
   const digest = digestOf(manifest.bytes);
-  const state = await inspectV0(store, name, identity, digest);
-  if (state.kind === 'same') return false;
-  if (state.kind !== 'free') return conflictError(name, identity, state).message;
-  await writeV0(store, from, name, manifest);
-  return true;
+  const written: string[] = [];
+  for (const where of copies) {
+    const state = await inspectPlace(store, where, identity, digest);
+    if (state.kind === 'same') continue;
+    if (state.kind !== 'free') return conflictError(where, identity, state).message;
+    await writeCopy(store, main.repository, where, manifest);
+    written.push(`its ${where.scheme} name ${where.reference}`);
+  }
+  return written;
 }
 
 /**

@@ -8,49 +8,109 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { glob, isDynamicPattern } from 'tinyglobby';
-import {
-  buildPackageArtifact,
-  MEDIA_TYPE_CONDA_PACKAGE_V2,
-  readPackageManifest,
-  type ProvenanceOptions,
-} from '../conda/artifact.js';
+import { buildPackageArtifact, MEDIA_TYPE_CONDA_PACKAGE_V2, readPackageManifest } from '../conda/artifact.js';
+import { channelRepository, channelUrl, isSubdir, type Channel } from '../conda/channel.js';
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
-import { mapLimit } from '../util/map-limit.js';
+import { defineCommand, type CommandContext } from '../core/command.js';
+import {
+  concurrencyOption,
+  GITHUB_TOKEN_OPTION,
+  LABEL_OPTION,
+  NAMING_OPTION,
+  REGISTRY_OPTIONS,
+  RESULT_OPTIONS,
+} from '../core/common-options.js';
+import { list, text, type OptionsOf } from '../core/options.js';
+import { requestValidation, validationRequest } from '../github/dispatch.js';
+import { runUrl } from '../github/run.js';
 import type { Digest } from '../oci/digest.js';
 import { InvalidReferenceError } from '../oci/errors.js';
-import { describeError } from '../util/describe-error.js';
-import type { Descriptor } from '../oci/manifest.js';
+import type { Descriptor, ManifestBytes } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import { listReferrers } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../conda/channel.js';
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
-import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
+import { UsageError } from '../usage.js';
+import { describeError } from '../util/describe-error.js';
 import { formatBytes } from '../util/format-bytes.js';
-import { stageV0, type Layout } from './v0-compat.js';
+import { mapLimit } from '../util/map-limit.js';
+import { conflictError, inspectPlace, places, writeCopy, type Place, type PlaceState } from './locations.js';
+import { finish, type ArtifactResult, type CommandResult } from './report.js';
+import { deleteStaged } from './staged.js';
 
-export interface UploadOptions {
-  /** Paths or glob patterns. */
-  files: string[];
-  channel: Channel;
-  provenance?: ProvenanceOptions;
-  /** The CI run, recorded in the upload receipt. */
-  run?: string;
-  /** Artifacts uploaded at once. */
-  concurrency?: number;
-  /** Base directory for relative paths and patterns. */
+const UPLOAD_OPTIONS = {
+  files: list('files', {
+    help: 'Artifact paths or globs (CLI: positional arguments; action: separated by spaces or new lines).',
+    placeholder: '<file|glob>...',
+    example: 'build_artifacts/**/*.conda',
+    positional: true,
+    required: true,
+  }),
+  to: text('to', {
+    help: 'The destination channel: oci://<host>/<path>[/label/<label>] or oci-layout:<dir>.',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/cf-staging/conda-forge',
+    aliases: ['channel'],
+    required: true,
+  }),
+  ...LABEL_OPTION,
+  source: text('source', {
+    help: 'org.opencontainers.image.source of the artifacts (on GHCR it links the package to that repository).',
+    placeholder: '<url>',
+    fallback: ({ env }) =>
+      env.GITHUB_REPOSITORY
+        ? `${env.GITHUB_SERVER_URL ?? 'https://github.com'}/${env.GITHUB_REPOSITORY}`
+        : undefined,
+    defaultText: 'in Actions, this repository',
+  }),
+  revision: text('revision', {
+    help: 'org.opencontainers.image.revision: the commit the artifacts were built from.',
+    placeholder: '<sha>',
+    fallback: ({ env }) => env.GITHUB_SHA || undefined,
+    defaultText: 'in Actions, the commit being built',
+  }),
+  run: text('run', {
+    help: 'The CI run, recorded in the upload receipt.',
+    placeholder: '<url>',
+    fallback: ({ env }) => runUrl(env),
+    defaultText: 'in Actions, this workflow run',
+  }),
+  requestValidation: text('request-validation', {
+    help: 'Afterwards, send a repository_dispatch (conda-oci-validate) with the uploaded artifacts to this repository.',
+    placeholder: '<owner>/<repo>',
+    example: 'conda-forge/webservices',
+  }),
+  ...NAMING_OPTION,
+  ...concurrencyOption('Artifacts uploaded', 4),
+  ...REGISTRY_OPTIONS,
+  ...GITHUB_TOKEN_OPTION,
+  ...RESULT_OPTIONS,
+};
+
+export type UploadOptions = OptionsOf<typeof UPLOAD_OPTIONS> & {
+  /** Base directory for relative paths and patterns (tests). */
   cwd?: string;
-  /** `both`: also put each artifact under its v0 name (see v0-compat.ts). Default v1. */
-  layout?: Layout;
-}
+};
 
-export interface UploadContext {
-  store: Store;
-  reporter: Reporter;
-  now?: () => Date;
-  tool?: string;
-}
+export const uploadCommand = defineCommand({
+  name: 'upload',
+  summary: 'push built .conda/.tar.bz2 artifacts to a (staging) channel',
+  description:
+    'Reads each artifact, checks it (name, index.json, archive members) and pushes it in the CEP v1 ' +
+    'layout: the package file, its info/ folder and info/index.json as layers of one manifest. Blobs ' +
+    'and manifests already there are not sent again; one bad artifact does not stop the others.',
+  examples: [
+    'conda-oci upload build_artifacts/**/*.conda --to oci://ghcr.io/cf-staging/conda-forge',
+    'conda-oci upload pkgs/*.conda --to oci-layout:./staging --label rc --result result.json',
+  ],
+  options: UPLOAD_OPTIONS,
+  run: async (options, context) => {
+    const result = await upload(options, context);
+    if (options.requestValidation) await askForValidation(result, options, context);
+    return result;
+  },
+});
 
 /** Expands patterns; a literal path is kept even if missing (its failure is reported per file). */
 export async function expandFiles(patterns: string[], cwd = process.cwd()): Promise<string[]> {
@@ -81,11 +141,20 @@ function tarBz2Shadowed(files: string[]): Set<string> {
   );
 }
 
-export async function upload(options: UploadOptions, context: UploadContext): Promise<CommandResult> {
+/** What one upload run works with: its channel and store, opened once. */
+interface Target {
+  channel: Channel;
+  store: Store;
+  options: UploadOptions;
+  context: CommandContext;
+}
+
+export async function upload(options: UploadOptions, context: CommandContext): Promise<CommandResult> {
   const files = await expandFiles(options.files, options.cwd);
   const shadowed = tarBz2Shadowed(files);
-  context.reporter.info(`Uploading ${files.length} artifact(s) to ${channelUrl(options.channel)}`);
-  const results = await mapLimit(files, options.concurrency ?? 4, async (path) => {
+  const target: Target = { ...context.open(options.to), options, context };
+  context.reporter.info(`Uploading ${files.length} artifact(s) to ${channelUrl(target.channel)}`);
+  const results = await mapLimit(files, options.concurrency, async (path) => {
     if (shadowed.has(path)) {
       return {
         subdir: subdirHint(path) ?? '',
@@ -95,10 +164,7 @@ export async function upload(options: UploadOptions, context: UploadContext): Pr
       } satisfies ArtifactResult;
     }
     try {
-      const result = await uploadOne(path, options, context);
-      return options.layout === 'both'
-        ? await stageV0(result, options.channel, context.store, context.reporter)
-        : result;
+      return await uploadOne(path, target);
     } catch (err) {
       const result: ArtifactResult = {
         subdir: subdirHint(path) ?? '',
@@ -111,7 +177,35 @@ export async function upload(options: UploadOptions, context: UploadContext): Pr
     }
   });
   const bytesSent = results.reduce((sum, r) => sum + (r.bytesSent ?? 0), 0);
-  return finish('upload', { to: channelUrl(options.channel) }, results, { bytesSent });
+  return finish('upload', { to: channelUrl(target.channel) }, results, { bytesSent });
+}
+
+/** Asks the validating side to look at what was staged (conda-forge's webservices request). */
+async function askForValidation(
+  result: CommandResult,
+  options: UploadOptions,
+  context: CommandContext,
+): Promise<void> {
+  if (!context.github) throw new UsageError('request-validation needs a GitHub token (github-token)');
+  const channel = context.channel(options.to);
+  const repository = context.sources.env.GITHUB_REPOSITORY;
+  const request = validationRequest(result.artifacts, {
+    staging: options.to,
+    ...(channel.label ? { label: channel.label } : {}),
+    ...(repository ? { repository, feedstock: repository.split('/')[1]!.replace(/-feedstock$/, '') } : {}),
+    ...(options.revision ? { sha: options.revision } : {}),
+    ...(options.run ? { run: options.run } : {}),
+  });
+  const count = Object.keys(request.outputs).length;
+  // Nothing was staged: there is nothing to validate, and the failures are reported already.
+  if (count === 0) {
+    context.reporter.warn('No artifact was uploaded: validation not requested');
+    return;
+  }
+  const sent = await requestValidation(context.github, options.requestValidation!, request);
+  context.reporter.info(
+    `Asked ${options.requestValidation} to validate ${count} artifact(s)${sent > 1 ? ` in ${sent} dispatches` : ''}`,
+  );
 }
 
 /** The subdir a conventional build layout implies (`build_artifacts/linux-64/x.conda`). */
@@ -120,40 +214,49 @@ function subdirHint(path: string): string | undefined {
   return isSubdir(parent) ? parent : undefined;
 }
 
-async function uploadOne(
-  path: string,
-  options: UploadOptions,
-  context: UploadContext,
-): Promise<ArtifactResult> {
+async function uploadOne(path: string, target: Target): Promise<ArtifactResult> {
+  const { channel, store, options, context } = target;
   const file = basename(path);
-  const streamed = await readWhileUploading(path, parseArtifactFileName(file), options, context);
+  const named = parseArtifactFileName(file);
+  // A name the scheme cannot give this package stops it before anything is read or sent.
+  options.naming.packageLocations(subdirHint(path) ?? 'noarch', named);
+  const streamed = await readWhileUploading(path, named, target);
   const pkg = streamed?.pkg ?? (await readPackageFile(path));
   const subdir = checkedSubdir(pkg, path);
-  const ref = packageReference(subdir, pkg.index.name, pkg.index.version, pkg.index.build);
-  const repositoryName = channelRepository(options.channel, ref.repository);
-  const repository = context.store.repository(repositoryName);
-  const artifact = buildPackageArtifact(pkg, fileSource(path, pkg.size), options.provenance);
+  const identity = { name: pkg.index.name, version: pkg.index.version, build: pkg.index.build };
+  const [main, ...copies] = places(options.naming, channel, subdir, identity) as [Place, ...Place[]];
+  const repository = store.repository(main.repository);
+  const provenance = { source: options.source, revision: options.revision };
+  const artifact = buildPackageArtifact(pkg, fileSource(path, pkg.size), provenance);
   const result: ArtifactResult = {
     subdir,
     file,
-    name: pkg.index.name,
-    version: pkg.index.version,
-    build: pkg.index.build,
+    ...identity,
     sha256: pkg.sha256,
     md5: pkg.md5,
     size: pkg.size,
-    repository: repositoryName,
-    tag: ref.tag,
+    repository: main.repository,
+    tag: main.tag,
     digest: artifact.descriptor.digest,
-    reference: formatReference(options.channel, repositoryName, ref.tag),
+    reference: main.reference,
+    ...(copies.length ? { v0Reference: copies[0]!.reference } : {}),
     status: 'uploaded',
     bytesSent: 0,
   };
 
-  const existing = streamed ? streamed.existing : await repository.resolve(ref.tag);
+  // Another package at a further place stops this one before anything is staged. Other bytes of
+  // the same package are replaced there, as the v1 tag is: staging is a waiting room.
+  const copyStates = await Promise.all(
+    copies.map((where) => inspectPlace(store, where, identity, artifact.descriptor.digest)),
+  );
+  copyStates.forEach((state, i) => {
+    if (state.kind === 'other-package') throw conflictError(copies[i]!, identity, state);
+  });
+
+  const existing = streamed ? streamed.existing : await repository.resolve(main.tag);
   if (existing?.digest === artifact.descriptor.digest) {
     // A run cut off after the manifest and before the receipt left no receipt: write it now.
-    if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0) {
+    if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0)
       await pushReceipt(
         repository,
         artifact.descriptor,
@@ -161,9 +264,9 @@ async function uploadOne(
         options,
         context,
       );
-    }
+    const copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
     context.reporter.info(`${file}: already staged as ${result.reference}`);
-    return { ...result, status: 'exists' };
+    return { ...result, status: 'exists', bytesSent: copied };
   }
   if (existing && pkg.format === 'tar.bz2') {
     const current = await repository.fetchManifest(existing.digest);
@@ -180,22 +283,54 @@ async function uploadOne(
   }
 
   const large = pkg.size >= 8 * 1024 * 1024;
+  const progress = context.reporter.progress?.bind(context.reporter);
   const outcome = await pushArtifact(repository, artifact, {
-    tag: ref.tag,
+    tag: main.tag,
     fresh: existing === undefined,
-    ...(large && context.reporter.progress
-      ? {
-          onProgress: (blob, sent) =>
-            blob.size === pkg.size && context.reporter.progress!(file, sent, pkg.size),
-        }
+    ...(large && progress
+      ? { onProgress: (blob, sent) => blob.size === pkg.size && progress(file, sent, pkg.size) }
       : {}),
   });
-  await pushReceipt(repository, artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
-  const bytesSent = outcome.bytesSent + (streamed?.bytesSent ?? 0);
+  let copied: number;
+  try {
+    await pushReceipt(
+      repository,
+      artifact.descriptor,
+      { file, subdir, sha256: pkg.sha256 },
+      options,
+      context,
+    );
+    copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
+  } catch (err) {
+    // All or nothing: the artifact is not left staged at some of its places only.
+    await deleteStaged(repository, artifact.descriptor.digest).catch(() => undefined);
+    throw err;
+  }
+  const bytesSent = outcome.bytesSent + (streamed?.bytesSent ?? 0) + copied;
   context.reporter.info(
     `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(bytesSent)} sent)`,
   );
   return { ...result, bytesSent };
+}
+
+/** Puts the staged manifest at its further places (v0 names), blobs mounted. Returns bytes sent. */
+async function stageCopies(
+  target: Target,
+  main: Place,
+  copies: Place[],
+  states: PlaceState[],
+  manifest: ManifestBytes,
+  file: string,
+): Promise<number> {
+  let sent = 0;
+  for (const [i, where] of copies.entries()) {
+    if (states[i]!.kind === 'same') continue;
+    sent += await writeCopy(target.store, main.repository, where, manifest);
+    target.context.reporter.info(
+      `${file}: also staged as ${where.reference} (${where.scheme} name, blobs mounted)`,
+    );
+  }
+  return sent;
 }
 
 /** Packages at least this large are sent while they are read (see readWhileUploading). */
@@ -220,9 +355,9 @@ export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
 async function readWhileUploading(
   path: string,
   name: ArtifactFileName,
-  options: UploadOptions,
-  context: UploadContext,
+  target: Target,
 ): Promise<{ pkg: PackageContents; existing: Descriptor | undefined; bytesSent: number } | undefined> {
+  const { context } = target;
   const subdir = subdirHint(path);
   if (subdir === undefined) return undefined;
   const size = await stat(path).then(
@@ -231,7 +366,7 @@ async function readWhileUploading(
   );
   if (size < STREAMED_UPLOAD_MIN) return undefined;
   const ref = packageReference(subdir, name.name, name.version, name.build);
-  const repository: Repository = context.store.repository(channelRepository(options.channel, ref.repository));
+  const repository: Repository = target.store.repository(channelRepository(target.channel, ref.repository));
   if (!repository.pushBlobStream || (await repository.resolve(ref.tag))) return undefined;
 
   const file = basename(path);
@@ -329,17 +464,17 @@ async function pushReceipt(
   subject: Parameters<typeof buildRecord>[2],
   what: { file: string; subdir: string; sha256: string },
   options: UploadOptions,
-  context: UploadContext,
+  context: CommandContext,
 ): Promise<void> {
-  const uploadedAt = (context.now?.() ?? new Date()).toISOString();
+  const uploadedAt = context.now().toISOString();
   const receipt: UploadReceipt = {
     schema: 1,
     ...what,
     uploadedAt,
-    ...(options.provenance?.source ? { source: options.provenance.source } : {}),
-    ...(options.provenance?.revision ? { revision: options.provenance.revision } : {}),
-    ...(options.run ? { run: options.run } : {}),
-    tool: context.tool ?? 'conda-oci',
+    source: options.source,
+    revision: options.revision,
+    run: options.run,
+    tool: context.tool,
   };
   const record = buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
   await pushArtifact(repository, record, { subject, fresh: true });

@@ -4,9 +4,12 @@
  * referrer of the staged manifest. The registry is not trusted: the package bytes are downloaded,
  * hashed and opened again.
  */
+import { readFileSync } from 'node:fs';
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
+import { channelUrl, type Channel } from '../conda/channel.js';
 import { sameInfoTarball } from '../conda/info-compare.js';
-import { packageReference, parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
+import { parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
+import { ownershipName } from '../conda/naming-scheme.js';
 import { DEFAULT_LIMITS, PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
 import {
   ANNOTATION_VALIDATION_RESULT,
@@ -14,19 +17,32 @@ import {
   buildRecord,
   type ValidationRecord,
 } from '../conda/records.js';
-import { mapLimit } from '../util/map-limit.js';
-import { digestHex, digestOf, type Digest } from '../oci/digest.js';
-import { DigestMismatchError, NotFoundError, SizeLimitError } from '../oci/errors.js';
-import { describeError } from '../util/describe-error.js';
+import { defineCommand, type CommandContext } from '../core/command.js';
+import {
+  ARTIFACTS_OPTION,
+  concurrencyOption,
+  GITHUB_TOKEN_OPTION,
+  LABEL_OPTION,
+  NAMING_OPTION,
+  REGISTRY_OPTIONS,
+  RESULT_OPTIONS,
+} from '../core/common-options.js';
+import { flag, text, type OptionsOf } from '../core/options.js';
+import { reportFailures } from '../github/issues.js';
+import { runUrl } from '../github/run.js';
+import { digestHex, digestOf } from '../oci/digest.js';
+import { DigestMismatchError, InvalidReferenceError, NotFoundError, SizeLimitError } from '../oci/errors.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
-import { deleteReferrers, listReferrers } from '../oci/referrers.js';
-import { channelRepository, channelUrl, formatReference, type Channel } from '../conda/channel.js';
 import type { Repository, Store } from '../oci/storage.js';
+import { UsageError } from '../usage.js';
+import { describeError } from '../util/describe-error.js';
+import { mapLimit } from '../util/map-limit.js';
 import type { RequestedArtifact } from './artifact-list.js';
-import { checkOwner, type OwnersMap } from './owners.js';
-import { finish, type ArtifactResult, type Check, type CommandResult, type Reporter } from './report.js';
-import { conflictError, deleteV0, inspectV0, v0Name, type Layout } from './v0-compat.js';
+import { conflictError, deleteIfHolds, inspectPlace, places, type Place } from './locations.js';
+import { checkOwner, parseOwners, type OwnersMap } from './owners.js';
+import { finish, type ArtifactResult, type Check, type CommandResult } from './report.js';
+import { deleteStaged } from './staged.js';
 
 /** The info layer is read whole only when its digest differs (another tool's tarball). */
 const INFO_LAYER_LIMIT = 256 * 1024 * 1024;
@@ -38,36 +54,142 @@ export interface Requester {
   repository?: string;
 }
 
-export interface ValidateOptions {
+const VALIDATE_OPTIONS = {
+  from: text('from', {
+    help: 'The staging channel. Never taken from a dispatch payload: the credentials of the step go where it points.',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/cf-staging/conda-forge',
+    required: true,
+  }),
+  ...ARTIFACTS_OPTION,
+  owners: text<OwnersMap>('owners', {
+    help: 'A JSON map of package name (or glob) to the feedstocks allowed to publish it.',
+    placeholder: '<file>',
+    example: 'feedstock-outputs.json',
+    parse: readOwners,
+  }),
+  feedstock: text('feedstock', {
+    help: 'The feedstock asking, checked against the owners map.',
+    placeholder: '<name>',
+    fallback: ({ payload }) => (typeof payload?.feedstock === 'string' ? payload.feedstock : undefined),
+    defaultText: 'in the action, "feedstock" of the dispatch payload',
+  }),
+  production: text('production', {
+    help: 'The production channel: a name and tag it already holds with other content is refused.',
+    placeholder: '<channel>',
+  }),
+  deleteFailed: flag('delete-failed', { help: 'Delete artifacts that fail validation from staging.' }),
+  recordKey: text('record-key', {
+    help: 'Secret key that signs validation records; promote then accepts only records signed with it.',
+    placeholder: '<key>',
+    env: ['CONDA_OCI_RECORD_KEY'],
+    secret: true,
+  }),
+  reportIssue: flag('report-issue', {
+    help: 'Open or update an issue on the feedstock repository when validation fails.',
+  }),
+  feedstockRepository: text('feedstock-repository', {
+    help: 'The feedstock repository for report-issue.',
+    placeholder: '<owner>/<repo>',
+    fallback: ({ payload }) => (typeof payload?.repository === 'string' ? payload.repository : undefined),
+    defaultText: 'in the action, "repository" of the dispatch payload',
+  }),
+  ...LABEL_OPTION,
+  ...NAMING_OPTION,
+  ...concurrencyOption('Artifacts validated', 4),
+  ...REGISTRY_OPTIONS,
+  ...GITHUB_TOKEN_OPTION,
+  ...RESULT_OPTIONS,
+};
+
+export type ValidateOptions = OptionsOf<typeof VALIDATE_OPTIONS> & { requester?: Requester };
+
+export const validateCommand = defineCommand({
+  name: 'validate',
+  summary: 'prove staged artifacts are exactly what the feedstock built and may publish',
+  description:
+    'Re-reads each requested artifact from staging: its manifest, the package bytes (downloaded and ' +
+    'hashed: the registry is not trusted), index.json and the info layer against the package, the ' +
+    'owners map, and production. The outcome is recorded next to the staged manifest as an OCI ' +
+    'referrer, which promote requires.',
+  examples: [
+    'conda-oci validate --from oci://ghcr.io/cf-staging/conda-forge --artifacts result.json --record-key "$KEY"',
+  ],
+  options: VALIDATE_OPTIONS,
+  run: async (options, context) => {
+    const result = await validate(options, context);
+    if (options.reportIssue && result.exitCode !== 0) await reportIssue(result, options, context);
+    return result;
+  },
+});
+
+function readOwners(path: string): OwnersMap {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InvalidReferenceError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new InvalidReferenceError(`${path} is not JSON`);
+  }
+  return parseOwners(value, path);
+}
+
+/** Tells the feedstock; a failed report is only a warning (the failures fail the step). */
+async function reportIssue(
+  result: CommandResult,
+  options: ValidateOptions,
+  context: CommandContext,
+): Promise<void> {
+  if (!context.github || !options.feedstockRepository) {
+    context.reporter.warn(
+      'report-issue needs github-token and the feedstock repository (input feedstock-repository or the payload)',
+    );
+    return;
+  }
+  try {
+    const url = await reportFailures(
+      context.github,
+      options.feedstockRepository,
+      result,
+      runUrl(context.sources.env),
+    );
+    context.reporter.info(`Reported the failures in ${url}`);
+  } catch (err) {
+    context.reporter.warn(
+      `Could not report the failures on ${options.feedstockRepository}: ${describeError(err)}`,
+    );
+  }
+}
+
+/** What one validate run works with. */
+interface Run {
   channel: Channel;
-  artifacts: RequestedArtifact[];
-  owners?: OwnersMap;
-  feedstock?: string;
-  production?: Channel;
-  deleteFailed?: boolean;
-  requester?: Requester;
-  /** Signs records so promote can tell them from records anyone with staging access could write. */
-  recordKey?: string;
-  concurrency?: number;
-  /** `both`: the v0 name is part of the artifact (see v0-compat.ts). */
-  layout?: Layout;
-}
-
-export interface ValidateContext {
   staging: Store;
-  production?: Store;
-  reporter: Reporter;
-  now?: () => Date;
-  tool?: string;
+  production?: { channel: Channel; store: Store };
+  options: ValidateOptions;
+  context: CommandContext;
 }
 
-export async function validate(options: ValidateOptions, context: ValidateContext): Promise<CommandResult> {
-  context.reporter.info(
-    `Validating ${options.artifacts.length} artifact(s) in ${channelUrl(options.channel)}`,
-  );
-  const results = await mapLimit(options.artifacts, options.concurrency ?? 4, async (request) => {
+export async function validate(options: ValidateOptions, context: CommandContext): Promise<CommandResult> {
+  if (options.owners && !options.feedstock)
+    throw new UsageError('owners needs feedstock (or a payload with "feedstock")');
+  const { channel, store: staging } = context.open(options.from);
+  const run: Run = {
+    channel,
+    staging,
+    ...(options.production ? { production: context.open(options.production) } : {}),
+    options,
+    context,
+  };
+  context.reporter.info(`Validating ${options.artifacts.length} artifact(s) in ${channelUrl(channel)}`);
+  const results = await mapLimit(options.artifacts, options.concurrency, async (request) => {
     try {
-      return await validateOne(request, options, context);
+      return await validateOne(request, run);
     } catch (err) {
       return {
         subdir: request.subdir,
@@ -78,8 +200,8 @@ export async function validate(options: ValidateOptions, context: ValidateContex
       } satisfies ArtifactResult;
     }
   });
-  const channels: Record<string, string> = { from: channelUrl(options.channel) };
-  if (options.production) channels.production = channelUrl(options.production);
+  const channels: Record<string, string> = { from: channelUrl(channel) };
+  if (run.production) channels.production = channelUrl(run.production.channel);
   return finish('validate', channels, results);
 }
 
@@ -105,40 +227,41 @@ class CheckList {
   }
 }
 
-async function validateOne(
-  request: RequestedArtifact,
-  options: ValidateOptions,
-  context: ValidateContext,
-): Promise<ArtifactResult> {
+async function validateOne(request: RequestedArtifact, run: Run): Promise<ArtifactResult> {
+  const { options, context } = run;
   const fileName = parseArtifactFileName(request.file);
-  const ref = packageReference(request.subdir, fileName.name, fileName.version, fileName.build);
-  const repositoryName = channelRepository(options.channel, ref.repository);
-  const repository = context.staging.repository(repositoryName);
-  const reference = formatReference(options.channel, repositoryName, ref.tag);
   const result: ArtifactResult = {
     subdir: request.subdir,
     file: request.file,
     name: fileName.name,
     version: fileName.version,
     build: fileName.build,
-    repository: repositoryName,
-    tag: ref.tag,
-    reference,
     status: 'failed',
   };
   const checks = new CheckList();
+  let stagedPlaces: Place[];
+  try {
+    stagedPlaces = places(options.naming, run.channel, request.subdir, fileName);
+  } catch (err) {
+    checks.fail('names', describeError(err));
+    return finishResult(result, checks, context, request);
+  }
+  const [main, ...copies] = stagedPlaces as [Place, ...Place[]];
+  const repository = run.staging.repository(main.repository);
+  Object.assign(result, { repository: main.repository, tag: main.tag, reference: main.reference });
+  if (copies.length) result.v0Reference = copies[0]!.reference;
 
   // 1. The manifest is where SPEC §3 puts it and has the shape of SPEC §4.
   let staged: { descriptor: Descriptor; bytes: Uint8Array } | undefined;
   let info: PackageManifestInfo | undefined;
   try {
-    staged = await repository.fetchManifest(ref.tag);
-    info = readPackageManifest(staged.bytes, reference);
-    checks.pass('manifest', `${reference} is a conda package artifact (${staged.descriptor.digest})`);
+    staged = await repository.fetchManifest(main.tag);
+    info = readPackageManifest(staged.bytes, main.reference);
+    checks.pass('manifest', `${main.reference} is a conda package artifact (${staged.descriptor.digest})`);
   } catch (err) {
     checks.fail(
       'manifest',
-      err instanceof NotFoundError ? `nothing is staged at ${reference}` : describeError(err),
+      err instanceof NotFoundError ? `nothing is staged at ${main.reference}` : describeError(err),
     );
   }
   let pkg: PackageContents | undefined;
@@ -150,51 +273,45 @@ async function validateOne(
       result.md5 = pkg.md5;
       result.size = pkg.size;
     }
-    if (options.layout === 'both') {
-      const v0 = await checkV0(
-        options.channel,
-        context.staging,
-        request.subdir,
-        fileName,
-        staged.descriptor.digest,
-        checks,
-      );
-      if (v0) result.v0Reference = v0;
-    }
+    for (const where of copies)
+      await checkCopy(run.staging, where, fileName, staged.descriptor.digest, checks);
     if (options.owners && options.feedstock) {
-      const owner = checkOwner(options.owners, fileName.name, options.feedstock);
+      const owner = checkOwner(options.owners, ownershipName(fileName.name), options.feedstock);
       checks.expect('owner', owner.ok, owner.detail, owner.detail);
     }
-    if (options.production && context.production) {
-      await checkProduction(options.production, context.production, ref, info.packageLayer.digest, checks);
-      if (options.layout === 'both')
-        await checkV0Production(
-          options.production,
-          context.production,
-          request.subdir,
-          fileName,
-          staged.descriptor.digest,
-          checks,
-        );
+    if (run.production) {
+      const [publishedMain, ...publishedCopies] = places(
+        options.naming,
+        run.production.channel,
+        request.subdir,
+        fileName,
+      ) as [Place, ...Place[]];
+      await checkProduction(run.production.store, publishedMain, info.packageLayer.digest, checks);
+      for (const where of publishedCopies)
+        await checkCopyInProduction(run.production.store, where, fileName, staged.descriptor.digest, checks);
     }
   }
 
-  result.checks = checks.checks;
-  result.status = checks.passed ? 'passed' : 'failed';
-  if (!checks.passed) result.error = checks.firstFailure();
   if (staged)
     await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
   if (!checks.passed && options.deleteFailed && staged) {
     await deleteStaged(repository, staged.descriptor.digest);
-    // Its v0 name goes too, where it holds this very manifest (never another package's).
-    if (options.layout === 'both')
-      await deleteV0(
-        context.staging,
-        v0Name(options.channel, request.subdir, fileName),
-        staged.descriptor.digest,
-      );
+    // Its further names go too, where they hold this very manifest (never another package's).
+    for (const where of copies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
     context.reporter.info(`${request.file}: deleted from staging after failing validation`);
   }
+  return finishResult(result, checks, context, request);
+}
+
+function finishResult(
+  result: ArtifactResult,
+  checks: CheckList,
+  context: CommandContext,
+  request: RequestedArtifact,
+): ArtifactResult {
+  result.checks = checks.checks;
+  result.status = checks.passed ? 'passed' : 'failed';
+  if (!checks.passed) result.error = checks.firstFailure();
   context.reporter[checks.passed ? 'info' : 'warn'](
     `${request.file}: ${checks.passed ? 'passed' : `FAILED (${result.error})`}`,
   );
@@ -326,82 +443,79 @@ async function digestProblem(
 
 /** Production must not hold different content under the same name and tag. */
 async function checkProduction(
-  channel: Channel,
   store: Store,
-  ref: { repository: string; tag: string },
+  where: Place,
   packageDigest: string,
   checks: CheckList,
 ): Promise<void> {
-  const repositoryName = channelRepository(channel, ref.repository);
-  const where = formatReference(channel, repositoryName, ref.tag);
   try {
-    const repository = store.repository(repositoryName);
-    const existing = await repository.resolve(ref.tag);
+    const repository = store.repository(where.repository);
+    const existing = await repository.resolve(where.tag);
     if (!existing) {
-      checks.pass('production', `${where} is free`);
+      checks.pass('production', `${where.reference} is free`);
       return;
     }
-    const published = readPackageManifest((await repository.fetchManifest(existing.digest)).bytes, where);
+    const published = readPackageManifest(
+      (await repository.fetchManifest(existing.digest)).bytes,
+      where.reference,
+    );
     checks.expect(
       'production',
       published.packageLayer.digest === packageDigest,
-      `${where} already holds this exact package (already published)`,
-      `${where} already holds a different package (${published.packageLayer.digest}); published artifacts are immutable, bump the build number`,
+      `${where.reference} already holds this exact package (already published)`,
+      `${where.reference} already holds a different package (${published.packageLayer.digest}); published artifacts are immutable, bump the build number`,
     );
   } catch (err) {
     checks.fail('production', describeError(err));
   }
 }
 
-/** Layout both: staging's v0 name holds the very manifest of the v1 name. Returns the v0 reference. */
-async function checkV0(
-  channel: Channel,
+/** A further name in staging (layout both: the v0 name) holds the very manifest of the v1 name. */
+async function checkCopy(
   store: Store,
-  subdir: string,
-  identity: PackageIdentity,
-  digest: string,
-  checks: CheckList,
-): Promise<string | undefined> {
-  try {
-    const name = v0Name(channel, subdir, identity);
-    const state = await inspectV0(store, name, identity, digest);
-    checks.expect(
-      'v0-name',
-      state.kind === 'same',
-      `${name.reference} holds the same manifest (${digest})`,
-      state.kind === 'free'
-        ? `nothing is staged at the v0 name ${name.reference} (upload with layout both)`
-        : state.kind === 'other-package'
-          ? conflictError(name, identity, state).message
-          : `${name.reference} holds ${state.digest}, not the staged ${digest}`,
-    );
-    return name.reference;
-  } catch (err) {
-    checks.fail('v0-name', describeError(err));
-    return undefined;
-  }
-}
-
-/** Layout both: production's v0 name is free or holds this very manifest. */
-async function checkV0Production(
-  channel: Channel,
-  store: Store,
-  subdir: string,
+  where: Place,
   identity: PackageIdentity,
   digest: string,
   checks: CheckList,
 ): Promise<void> {
+  const name = `${where.scheme}-name`;
   try {
-    const name = v0Name(channel, subdir, identity);
-    const state = await inspectV0(store, name, identity, digest);
+    const state = await inspectPlace(store, where, identity, digest);
     checks.expect(
-      'production-v0',
-      state.kind === 'free' || state.kind === 'same',
-      state.kind === 'same' ? `${name.reference} already holds this manifest` : `${name.reference} is free`,
-      state.kind === 'free' || state.kind === 'same' ? '' : conflictError(name, identity, state).message,
+      name,
+      state.kind === 'same',
+      `${where.reference} holds the same manifest (${digest})`,
+      state.kind === 'free'
+        ? `nothing is staged at the ${where.scheme} name ${where.reference} (upload with layout both)`
+        : state.kind === 'other-package'
+          ? conflictError(where, identity, state).message
+          : `${where.reference} holds ${state.kind === 'same' ? digest : state.digest}, not the staged ${digest}`,
     );
   } catch (err) {
-    checks.fail('production-v0', describeError(err));
+    checks.fail(name, describeError(err));
+  }
+}
+
+/** A further name in production is free or holds this very manifest. */
+async function checkCopyInProduction(
+  store: Store,
+  where: Place,
+  identity: PackageIdentity,
+  digest: string,
+  checks: CheckList,
+): Promise<void> {
+  const name = `production-${where.scheme}`;
+  try {
+    const state = await inspectPlace(store, where, identity, digest);
+    const ok = state.kind === 'free' || state.kind === 'same';
+    checks.expect(
+      name,
+      ok,
+      state.kind === 'same' ? `${where.reference} already holds this manifest` : `${where.reference} is free`,
+      ok ? '' : conflictError(where, identity, state).message,
+    );
+  } catch (err) {
+    checks.fail(name, describeError(err));
   }
 }
 
@@ -413,9 +527,9 @@ async function recordOutcome(
   checks: CheckList,
   pkg: PackageContents | undefined,
   options: ValidateOptions,
-  context: ValidateContext,
+  context: CommandContext,
 ): Promise<void> {
-  const validatedAt = (context.now?.() ?? new Date()).toISOString();
+  const validatedAt = context.now().toISOString();
   const record: ValidationRecord = {
     schema: 1,
     passed: checks.passed,
@@ -430,9 +544,9 @@ async function recordOutcome(
     claimed: { sha256: request.sha256 },
     measured: pkg ? { sha256: pkg.sha256, md5: pkg.md5, size: pkg.size } : {},
     checks: checks.checks,
-    requester: { ...options.requester, ...(options.feedstock ? { feedstock: options.feedstock } : {}) },
+    requester: requesterOf(options, context),
     validatedAt,
-    tool: context.tool ?? 'conda-oci',
+    tool: context.tool,
   };
   const artifact = buildRecord(
     ARTIFACT_TYPE_VALIDATION,
@@ -445,9 +559,16 @@ async function recordOutcome(
   await pushArtifact(repository, artifact, { subject, fresh: true });
 }
 
-/** Removes a staged artifact and every record about it. */
-export async function deleteStaged(repository: Repository, digest: Digest): Promise<void> {
-  const referrers = await listReferrers(repository, digest);
-  await deleteReferrers(repository, digest, referrers);
-  await repository.deleteManifest(digest);
+/** Who asked, as the record keeps it. */
+function requesterOf(options: ValidateOptions, context: CommandContext): Requester {
+  const payload = context.sources.payload;
+  const run = typeof payload?.run === 'string' ? payload.run : runUrl(context.sources.env);
+  return {
+    ...options.requester,
+    ...(run && !options.requester?.run ? { run } : {}),
+    ...(typeof payload?.repository === 'string' && !options.requester?.repository
+      ? { repository: payload.repository }
+      : {}),
+    ...(options.feedstock ? { feedstock: options.feedstock } : {}),
+  };
 }

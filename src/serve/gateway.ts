@@ -1,5 +1,5 @@
 /**
- * The read-only gateway (issue 8): presents a channel stored in the CEP v1 layout as an ordinary
+ * The read-only gateway: presents a channel stored in the CEP v1 layout as an ordinary
  * conda channel over HTTP, for clients that read no OCI registry (conda) or only the v0 layout.
  *
  *   /channeldata.json                             channel-level `channeldata.json:latest`

@@ -1,7 +1,7 @@
 /** The step's outputs, for later steps: the result document and handy views of it. */
 import * as core from '@actions/core';
-import type { CommandResult } from './commands/report.js';
-import { redact } from './redact.js';
+import type { CommandResult } from '../commands/report.js';
+import { redact } from '../redact.js';
 
 export const OUTPUT_RESULT = 'result';
 export const OUTPUT_ARTIFACTS = 'artifacts';

@@ -1,8 +1,8 @@
 /** The job summary: one table per run, every artifact, and every failed check. */
 import * as core from '@actions/core';
-import { type CommandResult } from './commands/report.js';
-import { formatBytes } from './util/format-bytes.js';
-import { redact } from './redact.js';
+import { type CommandResult } from '../commands/report.js';
+import { formatBytes } from '../util/format-bytes.js';
+import { redact } from '../redact.js';
 
 const STATUS_ICON: Record<string, string> = {
   failed: '❌',

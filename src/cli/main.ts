@@ -1,0 +1,80 @@
+/**
+ * The CLI: `conda-oci <command> [options]`. Reads argv by the command's definition and runs it
+ * through the same `execute` as the action. Progress goes to stderr; `--json` prints the result
+ * document on stdout. Exit status: 0 all succeeded, 1 an artifact failed, 2 usage or
+ * configuration error.
+ */
+import type { CommandResult } from '../commands/report.js';
+import { findCommand } from '../core/commands.js';
+import { execute, TOOL, type Environment } from '../core/execute.js';
+import { InvalidReferenceError } from '../oci/errors.js';
+import { redact } from '../redact.js';
+import { UsageError } from '../usage.js';
+import { describeError } from '../util/describe-error.js';
+import { formatBytes } from '../util/format-bytes.js';
+import { parseCommandLine } from './args.js';
+import { commandHelp, overview } from './help.js';
+import { stderrReporter } from './reporter.js';
+
+export async function main(argv: string[], environment: Partial<Environment> = {}): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${overview()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${TOOL}\n`);
+    return 0;
+  }
+  const spec = findCommand(name);
+  if (!spec) {
+    process.stderr.write(`conda-oci: unknown command "${name}"\n\n${overview()}\n`);
+    return 2;
+  }
+  const reporter = environment.reporter ?? stderrReporter();
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(spec, rest, process.env);
+  } catch (err) {
+    process.stderr.write(redact(`conda-oci ${name}: ${describeError(err)}\n`));
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(`${commandHelp(spec)}\n`);
+    return 0;
+  }
+  try {
+    const result = await execute(parsed.options, {
+      ...environment,
+      reporter,
+      sources: { env: process.env, shell: 'cli' },
+    });
+    if ((parsed.options as { json?: boolean }).json)
+      process.stdout.write(`${redact(JSON.stringify(result, null, 2))}\n`);
+    printSummary(result);
+    return result.exitCode;
+  } catch (err) {
+    const usage = err instanceof UsageError || err instanceof InvalidReferenceError;
+    process.stderr.write(redact(`conda-oci ${name}: ${describeError(err)}\n`));
+    return usage ? 2 : 1;
+  }
+}
+
+/** Counters that are sizes, said in human units. */
+const BYTE_COUNTERS = new Set(['bytesSent', 'httpBytesSent', 'httpBytesReceived']);
+
+function printSummary(result: CommandResult): void {
+  if (result.command === 'serve') return;
+  const counts = Object.entries(result.summary)
+    .filter(([k]) => k !== 'total')
+    .map(([k, v]) => (BYTE_COUNTERS.has(k) ? `${formatBytes(v)} ${k}` : `${v} ${k}`))
+    .join(', ');
+  process.stderr.write(
+    `${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}\n`,
+  );
+  for (const a of result.artifacts.filter((x) => x.status === 'failed')) {
+    process.stderr.write(redact(`  FAILED ${a.subdir ? `${a.subdir}/` : ''}${a.file}: ${a.error ?? ''}\n`));
+    for (const c of a.checks?.filter((x) => !x.ok) ?? [])
+      process.stderr.write(redact(`    ${c.name}: ${c.detail}\n`));
+  }
+}
