@@ -38,7 +38,7 @@ import { RemoteStore } from '../../src/oci/remote/store.js';
 import { fileSource } from '../../src/oci/storage.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startGitHubOidc, type GitHubOidcStandIn } from '../helpers/github-oidc.js';
-import { recordOutput } from '../helpers/secrets.js';
+import { recordOutput, testSecret } from '../helpers/secrets.js';
 import { startSigstore, type SigstoreStandIn } from '../helpers/sigstore.js';
 import { startTufRepository, type TufRepository } from '../helpers/tuf-repository.js';
 import { useRegistry } from '../helpers/registry.js';
@@ -53,7 +53,8 @@ const FILE = 'demo-pkg-1.2.3-h1234567_0.conda';
 const SAN =
   'https://github.com/conda-forge/demo-pkg-feedstock/.github/workflows/conda-build.yml@refs/heads/main';
 
-const registry = useRegistry();
+const USER = { username: 'demo-pkg-feedstock', password: testSecret('staging-password') };
+const registry = useRegistry({ auth: 'htpasswd', users: [USER] });
 let store: RemoteStore;
 let dir: string;
 let oidc: GitHubOidcStandIn;
@@ -62,7 +63,7 @@ let tuf: TufRepository;
 let trust: SigstoreTrust;
 
 beforeAll(async () => {
-  store = new RemoteStore({ host: registry.host, plainHttp: true });
+  store = new RemoteStore({ host: registry.host, plainHttp: true, credentials: USER });
   dir = await mkdtemp(join(tmpdir(), 'conda-oci-identity-registry-'));
   oidc = await startGitHubOidc();
   sigstore = await startSigstore({ issuers: { [GITHUB_ACTIONS_ISSUER]: oidc.publicKey } });
@@ -79,10 +80,22 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+async function sigstoreCli(args: string[]) {
+  const run = await execFileAsync(process.execPath, [SIGSTORE_CLI, ...args], { timeout: 60_000 }).then(
+    (r) => ({ code: 0, ...r }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: err.code ?? -1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    }),
+  );
+  recordOutput(`sigstore ${args[0]}`, `${run.stdout}\n${run.stderr}`);
+  return run;
+}
+
 /** `sigstore verify` with the trust material from the loopback TUF repository. */
 async function sigstoreVerify(bundlePath: string, identityUri: string) {
-  const args = [
-    SIGSTORE_CLI,
+  return sigstoreCli([
     'verify',
     bundlePath,
     '--certificate-issuer',
@@ -95,23 +108,14 @@ async function sigstoreVerify(bundlePath: string, identityUri: string) {
     tuf.rootPath,
     '--tuf-cache-path',
     await mkdtemp(join(dir, 'tuf-cache-')),
-  ];
-  const run = await execFileAsync(process.execPath, args, { timeout: 60_000 }).then(
-    (r) => ({ code: 0, ...r }),
-    (err: { code?: number; stdout?: string; stderr?: string }) => ({
-      code: err.code ?? -1,
-      stdout: err.stdout ?? '',
-      stderr: err.stderr ?? '',
-    }),
-  );
-  recordOutput('sigstore verify', `${run.stdout}\n${run.stderr}`);
-  return run;
+  ]);
 }
 
 describe('an attestation beside a staged package', () => {
   let staged: Descriptor;
   let bytes: Uint8Array;
   let sha256: string;
+  let ourReferrer: string;
   const channel = () => `oci://${registry.host}/prod/identity`;
   const repository = () => {
     const ref = packageReference('linux-64', 'demo-pkg', '1.2.3', 'h1234567_0');
@@ -138,6 +142,7 @@ describe('an attestation beside a staged package', () => {
     const attestation = attestationArtifact(bundle, staged);
     const pushed = await pushArtifact(repo, attestation, { subject: staged });
     expect(pushed.descriptor.digest).toBe(attestation.descriptor.digest);
+    ourReferrer = pushed.descriptor.digest;
     // The same bundle always makes the same referrer.
     expect(attestationArtifact(bundle, staged).descriptor.digest).toBe(attestation.descriptor.digest);
   });
@@ -202,5 +207,41 @@ describe('an attestation beside a staged package', () => {
     expect(other.code).not.toBe(0);
     expect(other.stderr).not.toContain('Verification succeeded');
     expect(other.stderr).toContain('PolicyError: certificate identity error');
+  });
+
+  test("a bundle attached by GitHub's own library (sigstore attach, @sigstore/oci) has our shape and verifies the same", async () => {
+    const { repo } = repository();
+    const bundlePath = join(dir, 'attach.sigstore.json');
+    await writeFile(bundlePath, bytes);
+    const attached = await sigstoreCli([
+      'attach',
+      '--attestation',
+      bundlePath,
+      '-u',
+      USER.username,
+      '-p',
+      USER.password,
+      `${registry.host}/${repo.name}@${staged.digest}`,
+    ]);
+    expect(attached.code).toBe(0);
+    const referrers = await listReferrers(repo, staged.digest, MEDIA_TYPE_SIGSTORE_BUNDLE_V03);
+    // Both referrers are listed: @sigstore/oci extended the fallback index our push wrote.
+    expect(referrers).toHaveLength(2);
+    const their = referrers.find((r) => r.digest !== ourReferrer)!;
+    const [ours, theirs] = await Promise.all(
+      [ourReferrer, their.digest].map(async (d) => parseImageManifest((await repo.fetchManifest(d)).bytes)),
+    );
+    const shape = (m: typeof ours) => ({ ...m, annotations: undefined });
+    expect(shape(theirs)).toEqual(shape(ours));
+    expect(Object.keys(theirs!.annotations ?? {})).toEqual(['org.opencontainers.image.created']);
+    const layer = attestationLayer(theirs!)!;
+    expect(
+      verifyPublishAttestation(
+        await repo.readBlob(layer, BUNDLE_SIZE_LIMIT),
+        { fileName: FILE, sha256, targetChannel: channel() },
+        { organizations: ['conda-forge'] },
+        trust,
+      ).feedstock,
+    ).toBe('demo-pkg-feedstock');
   });
 });
