@@ -74,7 +74,7 @@ export interface PublisherIdentity {
   issuer: string;
   /** The certificate's Subject Alternative Name: the job's workflow (`job_workflow_ref`). */
   subjectAlternativeName: string;
-  /** The trusted time the signature was made at (certificate notBefore). */
+  /** When Fulcio certified the signing key (notBefore); verified timestamps lie within its validity. */
   signedAt: string;
 }
 
