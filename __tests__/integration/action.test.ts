@@ -18,6 +18,7 @@ import { NAMING_V1 } from '../../src/conda/naming-scheme.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../helpers/github-api.js';
 import { useRegistry } from '../helpers/registry.js';
+import { makeTokenRegistry } from '../helpers/feedstock-tokens.js';
 import { testSecret } from '../helpers/secrets.js';
 
 const core = vi.hoisted(() => {
@@ -241,6 +242,8 @@ describe('readInputs()', () => {
       requestValidation: WEBSERVICES_REPO,
       naming: NAMING_V1,
       plainHttp: false,
+      attest: false,
+      sigstore: 'public-good',
     });
     expect(secretsPassed()).toEqual(expect.arrayContaining([FEEDSTOCK.password, TOKEN]));
   });
@@ -321,7 +324,6 @@ describe('readInputs()', () => {
           { subdir: 'linux-64', file: NEWER, sha256: expectedOf(NEWER).sha256 },
         ],
         reportIssue: true,
-        feedstockRepository: FEEDSTOCK_REPO,
       },
     });
     expect(secretsPassed()).toContain(RECORD_KEY);
@@ -497,6 +499,9 @@ describe('run(inputs): the action end to end', () => {
     await run({ options: { command: 'upload', files: [fixturePath(CONDA)], to: stagingUrl, ...FEEDSTOCK } });
     expect(core.setFailed).not.toHaveBeenCalled();
     // The feedstock claims another build's sha256: the staged bytes are not what it says it built.
+    // It proves who it is with its token, so the issue goes to its own repository (and only there).
+    const [owner, feedstock] = FEEDSTOCK_REPO.split('/') as [string, string];
+    const tokens = makeTokenRegistry([feedstock]);
     const validateInputs: ActionInputs = {
       options: {
         command: 'validate',
@@ -506,7 +511,10 @@ describe('run(inputs): the action end to end', () => {
         ...WEBSERVICES,
         githubToken: TOKEN,
         reportIssue: true,
-        feedstockRepository: FEEDSTOCK_REPO,
+        publishers: [owner],
+        feedstockTokens: tokens.dir,
+        feedstock,
+        feedstockToken: tokens.tokens[feedstock]!,
       },
       sources: {
         env: { ...process.env, GITHUB_REPOSITORY: WEBSERVICES_REPO, GITHUB_RUN_ID: '77' },

@@ -292,10 +292,11 @@ const promoteTest: CrashTest = async (target, lane) => {
     { command: 'upload', files: all.map((p) => p.path), to: stagingUrl, concurrency: 8 },
     { reporter: silentReporter },
   );
+  // Validated through the URL promote reads staging through: a record binds its channel.
   const validated = await execute(
     {
       command: 'validate',
-      from: stagingUrl,
+      from: target.url(staging, lane),
       artifacts: all.map((p) => ({ subdir: p.subdir, file: p.file, sha256: p.sha256 })),
       recordKey: KEY,
       concurrency: 8,

@@ -25,6 +25,7 @@ import type { CommandInput as CommandOptions } from '../../src/core/commands.js'
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
 import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
+import { makeTokenRegistry } from '../helpers/feedstock-tokens.js';
 import { testSecret } from '../helpers/secrets.js';
 
 // Secrets hold the marker the suite-wide secret scan looks for (helpers/secrets.ts).
@@ -105,7 +106,7 @@ describe('who may write where', () => {
     expect(direct.artifacts[0]!.error).toMatch(/401|denied|unauthorized|insufficient/i);
 
     const promoted = await run(
-      { command: 'promote', from: staging, to: production, artifacts: [request(CONDA)] },
+      { command: 'promote', from: staging, to: production, artifacts: [request(CONDA)], recordKey: KEY },
       FEEDSTOCK,
     );
     expect(promoted.exitCode).toBe(1);
@@ -150,6 +151,10 @@ describe('upload, validate, promote', () => {
       'index-layer',
       'md5',
       'info-layer',
+      'manifest-bytes',
+      'requester',
+      'label',
+      'provenance',
       'production',
     ]);
     expect(result.checks!.every((c) => c.ok)).toBe(true);
@@ -297,13 +302,17 @@ describe('what validation refuses', () => {
     );
     const owners = parseOwners({ 'demo-*': ['demo-pkg'], libzlib: ['zlib-feedstock'] }, 'owners');
     const wrongSha = { ...request(NEWER), sha256: expectedOf(CONDA).sha256 };
+    // The requester proves who it is with its feedstock token (conda-forge's feedstock-tokens).
+    const registry = makeTokenRegistry(['demo-pkg-feedstock', 'zlib-feedstock']);
     const result = await run(
       {
         command: 'validate',
         from: staging,
         artifacts: [request(CONDA), wrongSha, request('libzlib-1.3.1-hb9d3cd8_2.conda')],
         owners,
+        feedstockTokens: registry.dir,
         feedstock: 'demo-pkg-feedstock',
+        feedstockToken: registry.tokens['demo-pkg-feedstock']!,
         deleteFailed: true,
       },
       WEBSERVICES,
@@ -314,11 +323,13 @@ describe('what validation refuses', () => {
     const zlib = byFile.get('libzlib-1.3.1-hb9d3cd8_2.conda')!;
     expect(zlib.checks!.filter((c) => !c.ok).map((c) => c.name)).toEqual(['owner']);
     expect(zlib.checks!.find((c) => c.name === 'owner')!.detail).toContain('zlib');
-    // Failed artifacts are gone from staging; the passing one stays.
+    expect(byFile.get(CONDA)!.requester).toBe('demo-pkg-feedstock (feedstock token)');
+    // delete-failed removes only what the requester attested; a token attests nothing, so the
+    // failed artifacts stay for clean (the attested case: gate.test.ts).
     for (const [file, present] of [
       [CONDA, true],
-      [NEWER, false],
-      ['libzlib-1.3.1-hb9d3cd8_2.conda', false],
+      [NEWER, true],
+      ['libzlib-1.3.1-hb9d3cd8_2.conda', true],
     ] as const) {
       const { repository, tag } = repositoryOf('staging/owners', file);
       expect(Boolean(await repository.resolve(tag)), file).toBe(present);

@@ -28,10 +28,12 @@ import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
 import { makePackage, type MadePackage } from '../helpers/packages.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
+import { testSecret } from '../helpers/secrets.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import { manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
 
 const registry = useRegistry({ auth: 'none' });
+const KEY = testSecret('v0-record-key');
 let proxy: TestProxy;
 const NOW = new Date('2026-03-04T05:06:07Z');
 const SHADOWED = 'demo-pkg-1.2.3-h1234567_0.tar.bz2';
@@ -155,6 +157,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
     });
     const requests = STORED.map(request);
     const validated = await run({
+      recordKey: KEY,
       command: 'validate',
       from: staging(),
       artifacts: requests,
@@ -163,6 +166,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
     expect(validated.artifacts.filter((a) => a.status !== 'passed')).toEqual([]);
     proxy.clearRecords();
     promoted = await run({
+      recordKey: KEY,
       command: 'promote',
       from: staging(),
       to: production(),
@@ -233,6 +237,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
     );
     expect(put.status).toBe(201);
     const validated = await run({
+      recordKey: KEY,
       command: 'validate',
       from: staging(),
       artifacts: [request(epoch)],
@@ -243,7 +248,12 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
     expect(check.detail).toMatch(/already holds pure-py 0\.9\.0 pyhd8ed1ab_0/);
     expect(check.detail).toMatch(/epoch-pkg 1!2\.5 h0_0/);
     // Without layout both the v0 name is not looked at.
-    const v1only = await run({ command: 'validate', from: staging(), artifacts: [request(epoch)] });
+    const v1only = await run({
+      recordKey: KEY,
+      command: 'validate',
+      from: staging(),
+      artifacts: [request(epoch)],
+    });
     expect(v1only.artifacts[0]!.status).toBe('passed');
     // Upload puts it back (staging: other bytes of another package are refused, so delete first).
     const digest = (
@@ -271,6 +281,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
     });
     expect(restored.artifacts[0]!.status).toBe('exists');
     const revalidated = await run({
+      recordKey: KEY,
       command: 'validate',
       from: staging(),
       artifacts: [request(epoch)],
@@ -315,6 +326,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
   test('promote again: already published, nothing written', async () => {
     proxy.clearRecords();
     const again = await run({
+      recordKey: KEY,
       command: 'promote',
       from: staging(),
       to: production(),
@@ -422,6 +434,7 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
       from: `oci://${proxy.host}/${staging}`,
       artifacts: pkgs.map(requestOf),
       naming,
+      recordKey: KEY,
     });
     expect(validated.artifacts.filter((a) => a.status !== 'passed')).toEqual([]);
   };
@@ -438,6 +451,7 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
       to: `oci://${proxy.host}/${production}`,
       artifacts: pkgs.map(requestOf),
       naming,
+      recordKey: KEY,
     });
 
   const tagDigest = async (repository: string, tag: string) =>
@@ -481,6 +495,7 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
     // Staged in v1 only, validate with layout both refuses it too, naming the rule.
     await stage('sa/c', [cmake], 'v1');
     const validated = await run({
+      recordKey: KEY,
       command: 'validate',
       from: `oci://${proxy.host}/sa/c`,
       artifacts: [requestOf(cmake)],

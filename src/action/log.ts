@@ -1,30 +1,16 @@
 /**
  * The workflow log. Text that reaches it may come from a feedstock (file names, layer titles) or a
- * registry (error messages): a line of it that starts with `::` would be taken for a workflow
- * command. Such text is printed between `::stop-commands::` markers with a fresh token, which
- * GitHub documents for exactly this (workflow commands, "Stopping and starting workflow commands").
+ * registry (error messages): it is written so that no line of it becomes a workflow command
+ * (util/workflow-text.ts).
  */
-import { randomBytes } from 'node:crypto';
 import * as core from '@actions/core';
 import type { Reporter } from '../commands/report.js';
 import { redact } from '../redact.js';
-
-/** True when some line of `text` could be read as a workflow command. */
-function looksLikeCommand(text: string): boolean {
-  return text.split(/\r?\n|\r/).some((line) => line.trimStart().startsWith('::'));
-}
+import { inertLines } from '../util/workflow-text.js';
 
 /** Writes untrusted text to the log as text, never as a command. */
 export function logText(text: string): void {
-  const safe = redact(text);
-  if (!looksLikeCommand(safe)) {
-    core.info(safe);
-    return;
-  }
-  const token = randomBytes(16).toString('hex');
-  core.info(`::stop-commands::${token}`);
-  core.info(safe);
-  core.info(`::${token}::`);
+  for (const line of inertLines(redact(text))) core.info(line);
 }
 
 export function actionsReporter(): Reporter {

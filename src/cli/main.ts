@@ -14,7 +14,7 @@ import { describeError } from '../util/describe-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { parseCommandLine } from './args.js';
 import { commandHelp, overview } from './help.js';
-import { stderrReporter } from './reporter.js';
+import { stderrReporter, writeStderr } from './reporter.js';
 
 export async function main(argv: string[], environment: Partial<Environment> = {}): Promise<number> {
   const [name, ...rest] = argv;
@@ -36,7 +36,7 @@ export async function main(argv: string[], environment: Partial<Environment> = {
   try {
     parsed = parseCommandLine(spec, rest, process.env);
   } catch (err) {
-    process.stderr.write(redact(`conda-oci ${name}: ${describeError(err)}\n`));
+    writeStderr(`conda-oci ${name}: ${describeError(err)}`);
     return 2;
   }
   if (parsed.help) {
@@ -55,7 +55,7 @@ export async function main(argv: string[], environment: Partial<Environment> = {
     return result.exitCode;
   } catch (err) {
     const usage = err instanceof UsageError || err instanceof InvalidReferenceError;
-    process.stderr.write(redact(`conda-oci ${name}: ${describeError(err)}\n`));
+    writeStderr(`conda-oci ${name}: ${describeError(err)}`);
     return usage ? 2 : 1;
   }
 }
@@ -69,12 +69,9 @@ function printSummary(result: CommandResult): void {
     .filter(([k]) => k !== 'total')
     .map(([k, v]) => (BYTE_COUNTERS.has(k) ? `${formatBytes(v)} ${k}` : `${v} ${k}`))
     .join(', ');
-  process.stderr.write(
-    `${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}\n`,
-  );
+  writeStderr(`${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}`);
   for (const a of result.artifacts.filter((x) => x.status === 'failed')) {
-    process.stderr.write(redact(`  FAILED ${a.subdir ? `${a.subdir}/` : ''}${a.file}: ${a.error ?? ''}\n`));
-    for (const c of a.checks?.filter((x) => !x.ok) ?? [])
-      process.stderr.write(redact(`    ${c.name}: ${c.detail}\n`));
+    writeStderr(`  FAILED ${a.subdir ? `${a.subdir}/` : ''}${a.file}: ${a.error ?? ''}`);
+    for (const c of a.checks?.filter((x) => !x.ok) ?? []) writeStderr(`    ${c.name}: ${c.detail}`);
   }
 }

@@ -14,6 +14,12 @@ export interface RequestedArtifact {
   file: string;
   /** The sha256 the requester claims, lower-case hex. */
   sha256: string;
+  /**
+   * From a validate result (the trusted job's own output): the staged manifest validate passed
+   * and its record. Promote then copies exactly that manifest, proven by exactly that record.
+   */
+  digest?: string;
+  record?: string;
 }
 
 /** Identity of a request: `<subdir>/<file>`. */
@@ -31,6 +37,23 @@ function requested(key: string, sha256: unknown, where: string): RequestedArtifa
     throw new InvalidReferenceError(`${where}: the sha256 of ${key} is not 64 hex characters`);
   }
   return { subdir, file, sha256: sha256.replace(/^sha256:/, '').toLowerCase() };
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** The manifest and record digests a validate result carries for an artifact it passed. */
+function validatedDigests(
+  entry: Record<string, unknown>,
+  where: string,
+): { digest?: string; record?: string } {
+  if (entry.status !== 'passed') return {};
+  for (const key of ['digest', 'record'] as const)
+    if (entry[key] !== undefined && (typeof entry[key] !== 'string' || !DIGEST.test(entry[key])))
+      throw new InvalidReferenceError(`${where}: "${key}" is not a sha256 digest`);
+  return {
+    ...(typeof entry.digest === 'string' ? { digest: entry.digest } : {}),
+    ...(typeof entry.record === 'string' ? { record: entry.record } : {}),
+  };
 }
 
 /** `--artifact linux-64/foo-1.0-0.conda=<sha256>` */
@@ -65,7 +88,12 @@ export function parseArtifactDocument(value: unknown, where: string): RequestedA
       if (e.status === 'failed' || e.status === 'skipped') return [];
       if (typeof e.subdir !== 'string' || typeof e.file !== 'string')
         throw new InvalidReferenceError(`${where}: entry ${i} lacks subdir and file`);
-      return [requested(`${e.subdir}/${e.file}`, e.sha256, where)];
+      return [
+        {
+          ...requested(`${e.subdir}/${e.file}`, e.sha256, where),
+          ...validatedDigests(e, `${where}: entry ${i}`),
+        },
+      ];
     });
   }
   if (value === null || typeof value !== 'object')
@@ -87,7 +115,10 @@ export function mergeRequests(lists: RequestedArtifact[][]): RequestedArtifact[]
     const seen = byKey.get(key);
     if (seen && seen.sha256 !== item.sha256)
       throw new InvalidReferenceError(`${key} is requested with two different sha256 values`);
-    byKey.set(key, item);
+    for (const field of ['digest', 'record'] as const)
+      if (seen?.[field] && item[field] && seen[field] !== item[field])
+        throw new InvalidReferenceError(`${key} is requested with two different ${field} values`);
+    byKey.set(key, { ...seen, ...item });
   }
   return [...byKey.values()];
 }

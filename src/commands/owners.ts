@@ -7,6 +7,7 @@
  *
  * Keys may be glob patterns (`*`, `?`); feedstock names match with or without `-feedstock`.
  */
+import { ownershipName } from '../conda/naming-scheme.js';
 import { InvalidReferenceError } from '../oci/errors.js';
 
 export interface OwnersMap {
@@ -29,7 +30,9 @@ export function parseOwners(value: unknown, where: string): OwnersMap {
         `${where}: the owners of "${pattern}" must be a list of feedstock names`,
       );
     }
-    entries.push({ pattern, matcher: globToRegExp(pattern), feedstocks: list.map(normalizeFeedstock) });
+    // `_x` and `zzz_x` share one v0 repository: one name for ownership (naming-scheme.ts).
+    const name = ownershipName(pattern);
+    entries.push({ pattern: name, matcher: globToRegExp(name), feedstocks: list.map(normalizeFeedstock) });
   }
   return { allowNewNames, entries };
 }
@@ -47,6 +50,11 @@ export function normalizeFeedstock(name: string): string {
     .trim()
     .replace(/-feedstock$/, '')
     .toLowerCase();
+}
+
+/** The feedstocks the map lets publish `name` (an ownership name), without `-feedstock`. */
+export function ownersOf(owners: OwnersMap, name: string): string[] {
+  return [...new Set(owners.entries.filter((e) => e.matcher.test(name)).flatMap((e) => e.feedstocks))];
 }
 
 /** Whether `feedstock` may publish `name`, and why, in words. */

@@ -6,7 +6,7 @@
  * tag is never moved to different content; promoting again is a no-op.
  */
 import { readPackageManifest } from '../conda/artifact.js';
-import { channelUrl, type Channel } from '../conda/channel.js';
+import { channelUrl, withoutLabel, type Channel } from '../conda/channel.js';
 import { parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
 import {
   ANNOTATION_RECORD_SIGNATURE,
@@ -14,7 +14,9 @@ import {
   ARTIFACT_TYPE_VALIDATION,
   parseRecordBody,
   recordLayer,
+  recordMismatch,
   verifyRecordSignature,
+  type RecordExpectation,
   type ValidationRecord,
 } from '../conda/records.js';
 import { defineCommand, type CommandContext } from '../core/command.js';
@@ -27,7 +29,9 @@ import {
   REGISTRY_OPTIONS,
   RESULT_OPTIONS,
 } from '../core/common-options.js';
-import { flag, text, type OptionsOf } from '../core/options.js';
+import { flag, integerIn, text, type OptionsOf } from '../core/options.js';
+import { UsageError } from '../usage.js';
+import { nonEmptyKey } from './validate.js';
 import { copyManifestBlobs, type Located } from '../oci/copy.js';
 import { digestOf } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
@@ -57,10 +61,22 @@ const PROMOTE_OPTIONS = {
   ...ARTIFACTS_OPTION,
   deleteStaged: flag('delete-staged', { help: 'Delete artifacts from staging once promoted.' }),
   recordKey: text('record-key', {
-    help: 'The key validate signed its records with: only records signed with it count.',
+    help: 'The key validate signed its records with: only records signed with it count. Required.',
     placeholder: '<key>',
     env: ['CONDA_OCI_RECORD_KEY'],
     secret: true,
+    parse: nonEmptyKey,
+  }),
+  unsignedRecords: flag('accept-unsigned-records-anyone-can-forge', {
+    help:
+      'Promote without a record key, on records nobody signed: anyone who can write to staging can then ' +
+      'forge a passing record and publish anything. Only for a staging channel nobody else can write to.',
+  }),
+  settleMs: text('settle-ms', {
+    help: 'How long after writing a production tag it is read again, so that a promotion that lost a race to the same tag fails.',
+    placeholder: '<ms>',
+    parse: integerIn(0, 60_000),
+    default: 1500,
   }),
   ...LABEL_OPTION,
   ...NAMING_OPTION,
@@ -111,8 +127,13 @@ export async function promote(options: PromoteOptions, context: CommandContext):
     `Promoting ${options.artifacts.length} artifact(s) from ${channelUrl(run.from)} to ${channelUrl(run.to)}`,
   );
   if (!options.recordKey) {
+    if (!options.unsignedRecords)
+      throw new UsageError(
+        'promote needs record-key (the key validate signs its records with): without it anyone who can write to staging can forge a passing record. ' +
+          'A missing secret reads as no key. To accept unsigned records anyway, set accept-unsigned-records-anyone-can-forge.',
+      );
     context.reporter.warn(
-      'No record key: validation records are not signed, so anyone who can write to staging could forge one. Set record-key on validate and promote.',
+      'No record key: validation records are not signed, so anyone who can write to staging can forge one (accept-unsigned-records-anyone-can-forge is set).',
     );
   }
   const results = await mapLimit(options.artifacts, options.concurrency, async (request) => {
@@ -199,14 +220,55 @@ async function promoteOne(request: RequestedArtifact, run: Run): Promise<Artifac
 
   const staged = await fetchingStaged;
   const info = readPackageManifest(staged.bytes, stagedMain.reference);
+  if (request.digest && staged.descriptor.digest !== request.digest)
+    return {
+      ...result,
+      digest: staged.descriptor.digest,
+      error: `${stagedMain.reference} holds ${staged.descriptor.digest}, not ${request.digest}, which validate passed (re-tagged since validation)`,
+    };
   if (info.packageLayer.digest !== claimed) {
     return {
       ...result,
       error: `${stagedMain.reference} holds ${info.packageLayer.digest}, not the requested ${claimed} (re-tagged since validation?)`,
     };
   }
-  const record = await passingRecord(staging.repository, staged, request, options.recordKey);
-  if (typeof record === 'string') return { ...result, digest: staged.descriptor.digest, error: record };
+  // Only a manifest that is the request's package may take the request's names.
+  if (
+    info.fileName !== request.file ||
+    info.name !== identity.name ||
+    info.version !== identity.version ||
+    info.build !== identity.build
+  )
+    return {
+      ...result,
+      digest: staged.descriptor.digest,
+      error: `${stagedMain.reference} describes ${info.fileName} (${info.name} ${info.version} ${info.build}), not ${request.file}`,
+    };
+  const proven = await provenRecord(
+    staging.repository,
+    staged,
+    request,
+    {
+      channel: channelUrl(withoutLabel(run.from)),
+      label: run.from.label ?? '',
+      production: channelUrl(run.to),
+      subject: { repository: stagedMain.repository, tag: stagedMain.tag, digest: staged.descriptor.digest },
+      artifact: {
+        subdir: request.subdir,
+        file: request.file,
+        name: identity.name,
+        version: identity.version,
+        build: identity.build,
+      },
+      sha256: request.sha256,
+    },
+    options.recordKey,
+  );
+  if (typeof proven === 'string') return { ...result, digest: staged.descriptor.digest, error: proven };
+  const { record, body } = proven;
+  const attestation = body.requester?.attestation
+    ? await staging.repository.fetchManifest(body.requester.attestation)
+    : undefined;
   // Before anything is written: a further name that holds other content stops the promotion whole.
   const copyStates = await Promise.all(
     copies.map((where) => inspectPlace(run.production, where, identity, staged.descriptor.digest)),
@@ -219,37 +281,34 @@ async function promoteOne(request: RequestedArtifact, run: Run): Promise<Artifac
       error: conflictError(copies[taken]!, identity, copyStates[taken]!).message,
     };
 
-  // The blobs of the package and of its record at once (they share the empty config blob).
+  // The blobs of the package, its record and its attestation at once (they share the empty config blob).
+  const referrers = [record, ...(attestation ? [attestation] : [])].map((m) => ({
+    mediaType: m.descriptor.mediaType,
+    bytes: m.bytes,
+  }));
   await copyManifestBlobs(
     staging,
     production,
-    [
-      { mediaType: staged.descriptor.mediaType, bytes: staged.bytes },
-      { mediaType: record.descriptor.mediaType, bytes: record.bytes },
-    ],
+    [{ mediaType: staged.descriptor.mediaType, bytes: staged.bytes }, ...referrers],
     6,
   );
-  await pushReferrer(
-    production.repository,
-    { mediaType: record.descriptor.mediaType, bytes: record.bytes },
-    staged.descriptor.digest,
-  );
+  // The record and the publish attestation go beside the package, so anyone can verify later
+  // what was checked and who published it.
+  for (const referrer of referrers)
+    await pushReferrer(production.repository, referrer, staged.descriptor.digest);
   const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
   // Further names before the v1 tag: production never shows a v1 tag without them.
   for (const [i, where] of copies.entries())
     if (copyStates[i]!.kind === 'free')
       await writeCopy(run.production, main.repository, where, stagedManifest);
-  await production.repository.pushManifest(stagedManifest, main.tag);
-
-  // No registry offers a conditional PUT: read back, so a concurrent writer cannot go unnoticed.
-  const now = await production.repository.resolve(main.tag);
-  if (now?.digest !== staged.descriptor.digest) {
-    return {
-      ...result,
-      digest: staged.descriptor.digest,
-      error: `${main.reference} points to ${now?.digest ?? 'nothing'} after the push, not ${staged.descriptor.digest}`,
-    };
-  }
+  const lost = await writeProductionTag(
+    production.repository,
+    main,
+    stagedManifest,
+    staged.descriptor.digest,
+    options.settleMs,
+  );
+  if (lost) return { ...result, digest: staged.descriptor.digest, error: lost };
   if (options.deleteStaged) {
     await deleteStaged(staging.repository, staged.descriptor.digest);
     for (const where of stagedCopies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
@@ -287,45 +346,86 @@ async function ensureCopies(
   return written;
 }
 
+/** Records looked at when the request does not name one: anyone who can write staging can add more. */
+export const MAX_RECORD_CANDIDATES = 8;
+const RECORD_SIZE_LIMIT = 1024 * 1024;
+
 /**
- * The newest passing validation record of exactly this staged manifest, or why there is none.
- * With a key, only records whose signature verifies count.
+ * The validation record that proves this exact request: the one the request names (validate's
+ * own result), else the newest of at most MAX_RECORD_CANDIDATES passing ones. With a key, only a
+ * record whose signature verifies counts; every field must answer this request (recordMismatch).
  */
-async function passingRecord(
+async function provenRecord(
   repository: Repository,
   staged: FetchedManifest,
   request: RequestedArtifact,
+  expected: RecordExpectation,
   key: string | undefined,
-): Promise<FetchedManifest | string> {
+): Promise<{ record: FetchedManifest; body: ValidationRecord } | string> {
   const subject = staged.descriptor.digest;
-  const candidates = (await listReferrers(repository, subject, ARTIFACT_TYPE_VALIDATION))
-    .filter((d) => d.annotations?.[ANNOTATION_VALIDATION_RESULT] === 'passed')
-    .sort((a, b) =>
-      (b.annotations?.[ANNOTATION_CREATED] ?? '').localeCompare(a.annotations?.[ANNOTATION_CREATED] ?? ''),
-    );
+  let candidates: string[];
   const reasons: string[] = [];
-  for (const candidate of candidates) {
-    const fetched = await repository.fetchManifest(candidate.digest);
-    const { manifest, layer } = recordLayer(
-      fetched.bytes,
-      ARTIFACT_TYPE_VALIDATION,
-      `validation record ${candidate.digest}`,
-    );
-    const body = await repository.readBlob(layer, 1024 * 1024);
-    if (key && !verifyRecordSignature(body, manifest.annotations?.[ANNOTATION_RECORD_SIGNATURE], key)) {
-      reasons.push(`record ${candidate.digest} is not signed with the record key`);
-      continue;
+  if (request.record) candidates = [request.record];
+  else {
+    const listed = (await listReferrers(repository, subject, ARTIFACT_TYPE_VALIDATION))
+      .filter((d) => d.annotations?.[ANNOTATION_VALIDATION_RESULT] === 'passed')
+      .sort((a, b) =>
+        (b.annotations?.[ANNOTATION_CREATED] ?? '').localeCompare(a.annotations?.[ANNOTATION_CREATED] ?? ''),
+      );
+    if (listed.length > MAX_RECORD_CANDIDATES)
+      reasons.push(
+        `${listed.length} records claim to pass; only the newest ${MAX_RECORD_CANDIDATES} are looked at (the limit)`,
+      );
+    candidates = listed.slice(0, MAX_RECORD_CANDIDATES).map((d) => d.digest);
+  }
+  for (const digest of candidates) {
+    const what = `validation record ${digest}`;
+    try {
+      const fetched = await repository.fetchManifest(digest);
+      const { manifest, layer } = recordLayer(fetched.bytes, ARTIFACT_TYPE_VALIDATION, what);
+      if (manifest.subject?.digest !== subject) {
+        reasons.push(`${what} is about ${manifest.subject?.digest ?? 'nothing'}, not ${subject}`);
+        continue;
+      }
+      const bytes = await repository.readBlob(layer, RECORD_SIZE_LIMIT);
+      if (key && !verifyRecordSignature(bytes, manifest.annotations?.[ANNOTATION_RECORD_SIGNATURE], key)) {
+        reasons.push(`${what} is not signed with the record key`);
+        continue;
+      }
+      const body = parseRecordBody<ValidationRecord>(bytes, what);
+      const mismatch = recordMismatch(body, expected);
+      if (mismatch === undefined) return { record: fetched, body };
+      reasons.push(`${what} does not answer this request: ${mismatch}`);
+    } catch (err) {
+      reasons.push(`${what}: ${describeError(err)}`);
     }
-    const parsed = parseRecordBody<ValidationRecord>(body, `validation record ${candidate.digest}`);
-    if (
-      parsed.passed === true &&
-      parsed.subject?.digest === subject &&
-      parsed.claimed?.sha256 === request.sha256 &&
-      manifest.subject?.digest === subject
-    ) {
-      return fetched;
-    }
-    reasons.push(`record ${candidate.digest} does not pass this exact artifact`);
   }
   return `no passing validation record for ${subject}${reasons.length ? ` (${reasons.join('; ')})` : ''}; run validate first`;
+}
+
+/**
+ * Writes the production tag so that it never moves: checked immediately before the write, read
+ * back at once, and read again after `settleMs`. No registry offers a conditional PUT, so two
+ * promotions of two builds of one name-version-build can both find the tag free; the one whose
+ * write is overwritten sees it on a read-back and fails, naming both digests. Returns why it
+ * lost, or undefined when the tag is ours.
+ */
+async function writeProductionTag(
+  repository: Repository,
+  where: Place,
+  manifest: ManifestBytes,
+  digest: string,
+  settleMs: number,
+): Promise<string | undefined> {
+  const taken = (other: string) =>
+    `${where.reference} was taken by ${other} while this promotion of ${digest} ran; production tags never move, so this one stops`;
+  const before = await repository.resolve(where.tag);
+  if (before && before.digest !== digest) return taken(before.digest);
+  await repository.pushManifest(manifest, where.tag);
+  for (const wait of [0, settleMs]) {
+    if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
+    const now = await repository.resolve(where.tag);
+    if (now?.digest !== digest) return taken(now?.digest ?? 'nothing');
+  }
+  return undefined;
 }

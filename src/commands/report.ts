@@ -45,6 +45,14 @@ export interface ArtifactResult {
   error?: string;
   checks?: Check[];
   bytesSent?: number;
+  /** validate: who asked, as proven (an attestation's repository and workflow, or a feedstock token). */
+  requester?: string;
+  /** validate: `<owner>/<repo>` of the proven requester (where report-issue writes). */
+  requesterRepository?: string;
+  /** validate: the digest of the validation record; promote can be given it. */
+  record?: string;
+  /** upload with attest: the digest of the publish attestation attached to the staged manifest. */
+  attestation?: string;
 }
 
 export type ArtifactStatus =

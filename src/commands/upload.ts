@@ -3,7 +3,7 @@
  * the staging channel in the CEP v1 layout. Blobs and manifests already there are not sent again;
  * one bad artifact does not stop the others.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -22,9 +22,18 @@ import {
   REGISTRY_OPTIONS,
   RESULT_OPTIONS,
 } from '../core/common-options.js';
-import { list, text, type OptionsOf } from '../core/options.js';
+import { flag, list, oneOf, text, type OptionsOf } from '../core/options.js';
 import { requestValidation, validationRequest } from '../github/dispatch.js';
 import { runUrl } from '../github/run.js';
+import { githubActionsIdToken } from '../identity/github-oidc.js';
+import {
+  attestationArtifact,
+  githubSigstore,
+  sigstoreForVisibility,
+  signPublishAttestation,
+  type SigstoreEndpoints,
+} from '../identity/publish-attestation.js';
+import type { SigstoreInstance } from '../identity/trust.js';
 import type { Digest } from '../oci/digest.js';
 import { InvalidReferenceError } from '../oci/errors.js';
 import type { Descriptor, ManifestBytes } from '../oci/manifest.js';
@@ -37,6 +46,7 @@ import { formatBytes } from '../util/format-bytes.js';
 import { mapLimit } from '../util/map-limit.js';
 import { conflictError, inspectPlace, places, writeCopy, type Place, type PlaceState } from './locations.js';
 import { finish, type ArtifactResult, type CommandResult } from './report.js';
+import { publicationChannel } from './requester.js';
 import { deleteStaged } from './staged.js';
 
 const UPLOAD_OPTIONS = {
@@ -75,6 +85,29 @@ const UPLOAD_OPTIONS = {
     placeholder: '<url>',
     fallback: ({ env }) => runUrl(env),
     defaultText: 'in Actions, this workflow run',
+  }),
+  attest: flag('attest', {
+    help:
+      "Sign a CEP 27 publish attestation of each artifact with the workflow's OIDC identity (Sigstore keyless; " +
+      'the job needs permissions id-token: write) and attach it to the staged manifest. Validate learns the requester from it.',
+  }),
+  targetChannel: text('target-channel', {
+    help: 'The production channel the attestations name (validate checks it against its own).',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/conda-forge/conda-forge',
+  }),
+  sigstore: text<SigstoreInstance>('sigstore', {
+    help: 'Where to sign: public-good (public repositories) or github (private ones).',
+    placeholder: 'public-good|github',
+    parse: oneOf(['public-good', 'github'] as const),
+    fallback: ({ env }) =>
+      repositoryVisibility(env) === undefined
+        ? undefined
+        : repositoryVisibility(env) === 'public'
+          ? 'public-good'
+          : 'github',
+    default: 'public-good',
+    defaultText: "by the repository's visibility, as actions/attest chooses; else public-good",
   }),
   requestValidation: text('request-validation', {
     help: 'Afterwards, send a repository_dispatch (conda-oci-validate) with the uploaded artifacts to this repository.',
@@ -150,6 +183,8 @@ interface Target {
 }
 
 export async function upload(options: UploadOptions, context: CommandContext): Promise<CommandResult> {
+  if (options.attest && !options.targetChannel)
+    throw new UsageError('attest needs target-channel: the production channel the attestations name');
   const files = await expandFiles(options.files, options.cwd);
   const shadowed = tarBz2Shadowed(files);
   const target: Target = { ...context.open(options.to), options, context };
@@ -265,8 +300,9 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
         context,
       );
     const copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
+    const attestation = await attest(target, repository, artifact.descriptor, file, pkg.sha256);
     context.reporter.info(`${file}: already staged as ${result.reference}`);
-    return { ...result, status: 'exists', bytesSent: copied };
+    return { ...result, status: 'exists', bytesSent: copied, ...attestation };
   }
   if (existing && pkg.format === 'tar.bz2') {
     const current = await repository.fetchManifest(existing.digest);
@@ -292,6 +328,7 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
       : {}),
   });
   let copied: number;
+  let attestation: { attestation?: string };
   try {
     await pushReceipt(
       repository,
@@ -301,6 +338,7 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
       context,
     );
     copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
+    attestation = await attest(target, repository, artifact.descriptor, file, pkg.sha256);
   } catch (err) {
     // All or nothing: the artifact is not left staged at some of its places only.
     await deleteStaged(repository, artifact.descriptor.digest).catch(() => undefined);
@@ -310,7 +348,53 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
   context.reporter.info(
     `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(bytesSent)} sent)`,
   );
-  return { ...result, bytesSent };
+  return { ...result, bytesSent, ...attestation };
+}
+
+/**
+ * With `attest`: signs the CEP 27 publish attestation of the artifact (its file name and sha256,
+ * for the target channel) with the job's OIDC identity, Sigstore keyless, and attaches the
+ * bundle to the staged manifest as a referrer. Validate takes the requester from it.
+ */
+async function attest(
+  target: Target,
+  repository: Repository,
+  subject: Descriptor,
+  file: string,
+  sha256: string,
+): Promise<{ attestation?: string }> {
+  const { options, context } = target;
+  if (!options.attest) return {};
+  const signing = context.signing ?? {};
+  const bundle = await signPublishAttestation(
+    { fileName: file, sha256, targetChannel: publicationChannel(context.channel(options.targetChannel!)) },
+    {
+      endpoints: signing.endpoints ?? sigstoreEndpoints(options.sigstore, context.sources.env),
+      identity: signing.identity ?? githubActionsIdToken({ env: context.sources.env }),
+    },
+  );
+  const referrer = attestationArtifact(bundle, subject);
+  await pushArtifact(repository, referrer, { subject, fresh: true });
+  context.reporter.info(`${file}: publish attestation signed and attached (${referrer.descriptor.digest})`);
+  return { attestation: referrer.descriptor.digest };
+}
+
+/** Public-good Sigstore for a public repository, GitHub's instance otherwise, as @actions/attest chooses. */
+function sigstoreEndpoints(instance: SigstoreInstance, env: NodeJS.ProcessEnv): SigstoreEndpoints {
+  return instance === 'public-good' ? sigstoreForVisibility('public') : githubSigstore(env.GITHUB_SERVER_URL);
+}
+
+/** The visibility of the repository whose workflow runs, from the event GitHub wrote. */
+function repositoryVisibility(env: NodeJS.ProcessEnv): string | undefined {
+  if (!env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    const event = JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as {
+      repository?: { visibility?: unknown };
+    };
+    return typeof event.repository?.visibility === 'string' ? event.repository.visibility : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Puts the staged manifest at its further places (v0 names), blobs mounted. Returns bytes sent. */

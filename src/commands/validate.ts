@@ -1,21 +1,21 @@
 /**
- * `validate`: the webservices side (SPEC §6.2). Proves that what staging holds for each requested
- * artifact is exactly what the feedstock built and may publish, and records the outcome as a
- * referrer of the staged manifest. The registry is not trusted: the package bytes are downloaded,
- * hashed and opened again.
+ * `validate`: the webservices side (SPEC §6.2, §10). Proves that what staging holds for each
+ * requested artifact is exactly what the feedstock built (validate-content.ts), that whoever asks
+ * is who they say and may publish it (requester.ts), and that production does not hold other
+ * content there; then records the outcome, bound to the whole request, as a referrer of the
+ * staged manifest. The registry is not trusted: the package bytes are downloaded and hashed.
  */
 import { readFileSync } from 'node:fs';
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
-import { channelUrl, type Channel } from '../conda/channel.js';
-import { sameInfoTarball } from '../conda/info-compare.js';
+import { channelUrl, withoutLabel, type Channel } from '../conda/channel.js';
 import { parseArtifactFileName, type PackageIdentity } from '../conda/naming.js';
-import { ownershipName } from '../conda/naming-scheme.js';
-import { DEFAULT_LIMITS, PackageError, readPackage, type PackageContents } from '../conda/package-reader.js';
+import type { PackageContents } from '../conda/package-reader.js';
 import {
   ANNOTATION_VALIDATION_RESULT,
   ARTIFACT_TYPE_VALIDATION,
   buildRecord,
   type ValidationRecord,
+  type VerifiedRequester,
 } from '../conda/records.js';
 import { defineCommand, type CommandContext } from '../core/command.js';
 import {
@@ -27,32 +27,30 @@ import {
   REGISTRY_OPTIONS,
   RESULT_OPTIONS,
 } from '../core/common-options.js';
-import { flag, text, type OptionsOf } from '../core/options.js';
+import { flag, list, oneOf, text, type OptionsOf } from '../core/options.js';
 import { reportFailures } from '../github/issues.js';
 import { runUrl } from '../github/run.js';
-import { digestHex, digestOf } from '../oci/digest.js';
-import { DigestMismatchError, InvalidReferenceError, NotFoundError, SizeLimitError } from '../oci/errors.js';
+import type { SigstoreInstance } from '../identity/trust.js';
+import { InvalidReferenceError, NotFoundError } from '../oci/errors.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
-import type { Repository, Store } from '../oci/storage.js';
-import { UsageError } from '../usage.js';
+import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
 import { describeError } from '../util/describe-error.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { RequestedArtifact } from './artifact-list.js';
 import { conflictError, deleteIfHolds, inspectPlace, places, type Place } from './locations.js';
-import { checkOwner, parseOwners, type OwnersMap } from './owners.js';
-import { finish, type ArtifactResult, type Check, type CommandResult } from './report.js';
+import { parseOwners, type OwnersMap } from './owners.js';
+import { finish, type ArtifactResult, type CommandResult } from './report.js';
+import {
+  describeRequester,
+  labelCheck,
+  ownerCheck,
+  parseLabelEntry,
+  provenanceCheck,
+  RequesterProof,
+} from './requester.js';
 import { deleteStaged } from './staged.js';
-
-/** The info layer is read whole only when its digest differs (another tool's tarball). */
-const INFO_LAYER_LIMIT = 256 * 1024 * 1024;
-
-export interface Requester {
-  feedstock?: string;
-  /** The workflow run that asked, e.g. `https://github.com/org/repo/actions/runs/1`. */
-  run?: string;
-  repository?: string;
-}
+import { CheckList, checkContent } from './validate-content.js';
 
 const VALIDATE_OPTIONS = {
   from: text('from', {
@@ -62,37 +60,88 @@ const VALIDATE_OPTIONS = {
     required: true,
   }),
   ...ARTIFACTS_OPTION,
+  production: text('production', {
+    help: 'The production channel: a name and tag it holds with other content is refused, and publish attestations must name it as their targetChannel.',
+    placeholder: '<channel>',
+    example: 'oci://ghcr.io/conda-forge/conda-forge',
+  }),
   owners: text<OwnersMap>('owners', {
-    help: 'A JSON map of package name (or glob) to the feedstocks allowed to publish it.',
+    help: 'A JSON map of package name (or glob) to the feedstocks allowed to publish it. With it, an artifact whose requester proves no identity fails.',
     placeholder: '<file>',
     example: 'feedstock-outputs.json',
     parse: readOwners,
   }),
+  publishers: list('publishers', {
+    help: 'GitHub organizations whose feedstocks may sign publish attestations.',
+    placeholder: '<org>',
+    example: 'conda-forge',
+    commas: true,
+    fallback: ({ env }) => (env.GITHUB_REPOSITORY_OWNER ? [env.GITHUB_REPOSITORY_OWNER] : undefined),
+    defaultText: "in Actions, the owner of this workflow's repository",
+  }),
+  workflows: list('workflows', {
+    help: "Workflow files an attestation's certificate may name, e.g. .github/workflows/conda-build.yml.",
+    placeholder: '<path>',
+    commas: true,
+    defaultText: 'any workflow of the feedstock',
+  }),
+  refs: list('refs', {
+    help: 'Git refs an attestation may come from (exact, or a prefix ending in *).',
+    placeholder: '<ref>',
+    commas: true,
+    defaultText: 'refs/heads/* (branches; never pull requests or tags)',
+  }),
+  trustedRoot: text('trusted-root', {
+    help: "Sigstore's trusted_root.json to verify attestations against (air-gapped use, GitHub's instance, tests).",
+    placeholder: '<file>',
+    defaultText: "Sigstore's public-good root through TUF",
+  }),
+  sigstore: text<SigstoreInstance>('sigstore', {
+    help: 'Which Sigstore instance signed the attestations: public-good (public repositories) or github (private ones).',
+    placeholder: 'public-good|github',
+    parse: oneOf(['public-good', 'github'] as const),
+    default: 'public-good',
+  }),
+  feedstockTokens: text('feedstock-tokens', {
+    help: "A checkout of conda-forge's feedstock-tokens registry (its tokens/<feedstock>.json files).",
+    placeholder: '<dir>',
+  }),
   feedstock: text('feedstock', {
-    help: 'The feedstock asking, checked against the owners map.',
+    help: "The feedstock whose token the request presents. It proves nothing by itself: only the token's check does.",
     placeholder: '<name>',
     fallback: ({ payload }) => (typeof payload?.feedstock === 'string' ? payload.feedstock : undefined),
     defaultText: 'in the action, "feedstock" of the dispatch payload',
   }),
-  production: text('production', {
-    help: 'The production channel: a name and tag it already holds with other content is refused.',
-    placeholder: '<channel>',
+  feedstockToken: text('feedstock-token', {
+    help: "The requesting feedstock's token, checked against the registry in constant time; never printed or stored.",
+    placeholder: '<token>',
+    env: ['CONDA_OCI_FEEDSTOCK_TOKEN'],
+    secret: true,
+    fallback: ({ payload }) =>
+      typeof payload?.feedstock_token === 'string' ? payload.feedstock_token : undefined,
+    defaultText: 'in the action, "feedstock_token" of the dispatch payload',
   }),
-  deleteFailed: flag('delete-failed', { help: 'Delete artifacts that fail validation from staging.' }),
+  labels: list<string[]>('labels', {
+    help: `Labels a requester may publish to: <label> for any, <feedstock>:<label> for one. "broken" never.`,
+    placeholder: '<label>',
+    example: 'rc',
+    commas: true,
+    item: parseLabelEntry,
+    default: [],
+    defaultText: 'main only',
+  }),
+  deleteFailed: flag('delete-failed', {
+    help: 'Delete artifacts that fail validation from staging (only those attested by the requester).',
+  }),
   recordKey: text('record-key', {
-    help: 'Secret key that signs validation records; promote then accepts only records signed with it.',
+    help: 'Secret key that signs validation records; promote accepts only records signed with it.',
     placeholder: '<key>',
     env: ['CONDA_OCI_RECORD_KEY'],
     secret: true,
+    parse: nonEmptyKey,
   }),
   reportIssue: flag('report-issue', {
-    help: 'Open or update an issue on the feedstock repository when validation fails.',
-  }),
-  feedstockRepository: text('feedstock-repository', {
-    help: 'The feedstock repository for report-issue.',
-    placeholder: '<owner>/<repo>',
-    fallback: ({ payload }) => (typeof payload?.repository === 'string' ? payload.repository : undefined),
-    defaultText: 'in the action, "repository" of the dispatch payload',
+    help: "Open or update an issue on the proven requester's feedstock repository when validation fails.",
   }),
   ...LABEL_OPTION,
   ...NAMING_OPTION,
@@ -102,26 +151,33 @@ const VALIDATE_OPTIONS = {
   ...RESULT_OPTIONS,
 };
 
-export type ValidateOptions = OptionsOf<typeof VALIDATE_OPTIONS> & { requester?: Requester };
+export type ValidateOptions = OptionsOf<typeof VALIDATE_OPTIONS>;
 
 export const validateCommand = defineCommand({
   name: 'validate',
   summary: 'prove staged artifacts are exactly what the feedstock built and may publish',
   description:
-    'Re-reads each requested artifact from staging: its manifest, the package bytes (downloaded and ' +
-    'hashed: the registry is not trusted), index.json and the info layer against the package, the ' +
-    'owners map, and production. The outcome is recorded next to the staged manifest as an OCI ' +
-    'referrer, which promote requires.',
+    'Re-reads each requested artifact from staging: the package bytes (downloaded and hashed: the ' +
+    'registry is not trusted), and the manifest and every blob it names against the canonical ' +
+    'artifact rebuilt from them. Learns who asks from a verified publish attestation or a feedstock ' +
+    'token, never from the request, and checks the owners map and the label policy for that identity. ' +
+    'The outcome, bound to the whole request, is recorded next to the staged manifest; promote requires it.',
   examples: [
-    'conda-oci validate --from oci://ghcr.io/cf-staging/conda-forge --artifacts result.json --record-key "$KEY"',
+    'conda-oci validate --from oci://ghcr.io/cf-staging/conda-forge --production oci://ghcr.io/conda-forge/conda-forge --artifacts result.json --owners outputs.json --record-key "$KEY"',
   ],
   options: VALIDATE_OPTIONS,
   run: async (options, context) => {
     const result = await validate(options, context);
-    if (options.reportIssue && result.exitCode !== 0) await reportIssue(result, options, context);
+    if (options.reportIssue && result.exitCode !== 0) await reportIssue(result, context);
     return result;
   },
 });
+
+/** An empty key is a missing secret, not a key. */
+export function nonEmptyKey(key: string): string {
+  if (key.trim() === '') throw new Error('is empty (a secret that is not set?)');
+  return key;
+}
 
 function readOwners(path: string): OwnersMap {
   let text: string;
@@ -139,54 +195,32 @@ function readOwners(path: string): OwnersMap {
   return parseOwners(value, path);
 }
 
-/** Tells the feedstock; a failed report is only a warning (the failures fail the step). */
-async function reportIssue(
-  result: CommandResult,
-  options: ValidateOptions,
-  context: CommandContext,
-): Promise<void> {
-  if (!context.github || !options.feedstockRepository) {
-    context.reporter.warn(
-      'report-issue needs github-token and the feedstock repository (input feedstock-repository or the payload)',
-    );
-    return;
-  }
-  try {
-    const url = await reportFailures(
-      context.github,
-      options.feedstockRepository,
-      result,
-      runUrl(context.sources.env),
-    );
-    context.reporter.info(`Reported the failures in ${url}`);
-  } catch (err) {
-    context.reporter.warn(
-      `Could not report the failures on ${options.feedstockRepository}: ${describeError(err)}`,
-    );
-  }
-}
-
 /** What one validate run works with. */
 interface Run {
   channel: Channel;
   staging: Store;
   production?: { channel: Channel; store: Store };
+  proof: RequesterProof;
   options: ValidateOptions;
   context: CommandContext;
 }
 
 export async function validate(options: ValidateOptions, context: CommandContext): Promise<CommandResult> {
-  if (options.owners && !options.feedstock)
-    throw new UsageError('owners needs feedstock (or a payload with "feedstock")');
   const { channel, store: staging } = context.open(options.from);
+  const proof = await RequesterProof.forRequest({
+    ...options,
+    publishers: options.publishers ?? [],
+  });
   const run: Run = {
     channel,
     staging,
     ...(options.production ? { production: context.open(options.production) } : {}),
+    proof,
     options,
     context,
   };
   context.reporter.info(`Validating ${options.artifacts.length} artifact(s) in ${channelUrl(channel)}`);
+  if (!options.owners) context.reporter.warn('No owners map: any requester may publish any name.');
   const results = await mapLimit(options.artifacts, options.concurrency, async (request) => {
     try {
       return await validateOne(request, run);
@@ -205,43 +239,21 @@ export async function validate(options: ValidateOptions, context: CommandContext
   return finish('validate', channels, results);
 }
 
-/** Runs checks in order; a failed check stops those that depend on it. */
-class CheckList {
-  readonly checks: Check[] = [];
-  pass(name: string, detail: string): void {
-    this.checks.push({ name, ok: true, detail });
-  }
-  fail(name: string, detail: string): void {
-    this.checks.push({ name, ok: false, detail });
-  }
-  expect(name: string, ok: boolean, passDetail: string, failDetail: string): boolean {
-    this.checks.push({ name, ok, detail: ok ? passDetail : failDetail });
-    return ok;
-  }
-  get passed(): boolean {
-    return this.checks.every((c) => c.ok);
-  }
-  firstFailure(): string | undefined {
-    const failed = this.checks.find((c) => !c.ok);
-    return failed ? `${failed.name}: ${failed.detail}` : undefined;
-  }
-}
-
 async function validateOne(request: RequestedArtifact, run: Run): Promise<ArtifactResult> {
   const { options, context } = run;
-  const fileName = parseArtifactFileName(request.file);
+  const identity = parseArtifactFileName(request.file);
   const result: ArtifactResult = {
     subdir: request.subdir,
     file: request.file,
-    name: fileName.name,
-    version: fileName.version,
-    build: fileName.build,
+    name: identity.name,
+    version: identity.version,
+    build: identity.build,
     status: 'failed',
   };
   const checks = new CheckList();
   let stagedPlaces: Place[];
   try {
-    stagedPlaces = places(options.naming, run.channel, request.subdir, fileName);
+    stagedPlaces = places(options.naming, run.channel, request.subdir, identity);
   } catch (err) {
     checks.fail('names', describeError(err));
     return finishResult(result, checks, context, request);
@@ -251,8 +263,8 @@ async function validateOne(request: RequestedArtifact, run: Run): Promise<Artifa
   Object.assign(result, { repository: main.repository, tag: main.tag, reference: main.reference });
   if (copies.length) result.v0Reference = copies[0]!.reference;
 
-  // 1. The manifest is where SPEC §3 puts it and has the shape of SPEC §4.
-  let staged: { descriptor: Descriptor; bytes: Uint8Array } | undefined;
+  // The manifest is where SPEC §3 puts it and has the shape of SPEC §4.
+  let staged: FetchedManifest | undefined;
   let info: PackageManifestInfo | undefined;
   try {
     staged = await repository.fetchManifest(main.tag);
@@ -265,42 +277,87 @@ async function validateOne(request: RequestedArtifact, run: Run): Promise<Artifa
     );
   }
   let pkg: PackageContents | undefined;
+  let requester: VerifiedRequester | undefined;
   if (staged && info) {
     result.digest = staged.descriptor.digest;
-    pkg = await checkContent(request, info, repository, checks);
-    if (pkg) {
-      result.sha256 = pkg.sha256;
-      result.md5 = pkg.md5;
-      result.size = pkg.size;
-    }
+    pkg = await checkContent(request, staged, info, repository, checks);
+    if (pkg) Object.assign(result, { sha256: pkg.sha256, md5: pkg.md5, size: pkg.size });
     for (const where of copies)
-      await checkCopy(run.staging, where, fileName, staged.descriptor.digest, checks);
-    if (options.owners && options.feedstock) {
-      const owner = checkOwner(options.owners, ownershipName(fileName.name), options.feedstock);
-      checks.expect('owner', owner.ok, owner.detail, owner.detail);
+      await checkCopy(run.staging, where, identity, staged.descriptor.digest, checks);
+    requester = await checkRequester(run, repository, staged.descriptor, request, info, identity, checks);
+    if (requester) {
+      result.requester = describeRequester(requester);
+      const home = requesterRepository(requester, options.publishers);
+      if (home) result.requesterRepository = home;
     }
     if (run.production) {
-      const [publishedMain, ...publishedCopies] = places(
+      const [published, ...publishedCopies] = places(
         options.naming,
         run.production.channel,
         request.subdir,
-        fileName,
+        identity,
       ) as [Place, ...Place[]];
-      await checkProduction(run.production.store, publishedMain, info.packageLayer.digest, checks);
+      await checkProduction(run.production.store, published, info.packageLayer.digest, checks);
       for (const where of publishedCopies)
-        await checkCopyInProduction(run.production.store, where, fileName, staged.descriptor.digest, checks);
+        await checkCopyInProduction(run.production.store, where, identity, staged.descriptor.digest, checks);
     }
   }
 
   if (staged)
-    await recordOutcome(repository, staged.descriptor, request, result, checks, pkg, options, context);
+    result.record = await recordOutcome(
+      repository,
+      staged.descriptor,
+      request,
+      result,
+      checks,
+      pkg,
+      requester,
+      run,
+    );
   if (!checks.passed && options.deleteFailed && staged) {
-    await deleteStaged(repository, staged.descriptor.digest);
-    // Its further names go too, where they hold this very manifest (never another package's).
-    for (const where of copies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
-    context.reporter.info(`${request.file}: deleted from staging after failing validation`);
+    // Only what the requester itself attested: a request cannot delete another feedstock's upload.
+    if (requester?.method === 'attestation') {
+      await deleteStaged(repository, staged.descriptor.digest);
+      for (const where of copies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
+      context.reporter.info(`${request.file}: deleted from staging after failing validation`);
+    } else context.reporter.info(`${request.file}: kept in staging (not attested by the requester)`);
   }
   return finishResult(result, checks, context, request);
+}
+
+/** Who asked (proven), whether they may publish this name under this label, with this provenance. */
+async function checkRequester(
+  run: Run,
+  repository: Repository,
+  subject: Descriptor,
+  request: RequestedArtifact,
+  info: PackageManifestInfo,
+  identity: PackageIdentity,
+  checks: CheckList,
+): Promise<VerifiedRequester | undefined> {
+  const { options } = run;
+  const proven = await run.proof.proveFor(repository, subject.digest, {
+    fileName: request.file,
+    sha256: request.sha256,
+  });
+  const requester = proven.identity;
+  const tokenRefused = run.proof.token.problem !== undefined && options.feedstockToken !== undefined;
+  if (requester && !tokenRefused) checks.pass('requester', describeRequester(requester));
+  else if (options.owners || tokenRefused)
+    checks.fail(
+      'requester',
+      `no identity was proven${proven.found.length ? `: ${proven.found.join('; ')}` : ' (no publish attestation and no feedstock token)'}`,
+    );
+  else checks.pass('requester', 'no identity proven; without an owners map none is needed');
+  if (options.owners) {
+    const owner = ownerCheck(options.owners, identity.name, requester, proven.found);
+    checks.expect('owner', owner.ok, owner.detail, owner.detail);
+  }
+  const label = labelCheck(options.labels, run.channel.label, requester);
+  checks.expect('label', label.ok, label.detail, label.detail);
+  const provenance = provenanceCheck(info.manifest.annotations ?? {}, requester);
+  checks.expect('provenance', provenance.ok, provenance.detail, provenance.detail);
+  return requester;
 }
 
 function finishResult(
@@ -316,129 +373,6 @@ function finishResult(
     `${request.file}: ${checks.passed ? 'passed' : `FAILED (${result.error})`}`,
   );
   return result;
-}
-
-/** Checks 2-8: the package layer, its bytes, and the layers derived from it. */
-async function checkContent(
-  request: RequestedArtifact,
-  info: PackageManifestInfo,
-  repository: Repository,
-  checks: CheckList,
-): Promise<PackageContents | undefined> {
-  const file = parseArtifactFileName(request.file);
-  const identityOk =
-    info.name === file.name &&
-    info.version === file.version &&
-    info.build === file.build &&
-    info.format === file.ext &&
-    info.fileName === request.file;
-  checks.expect(
-    'identity',
-    identityOk,
-    'annotations and layer title agree with the file name',
-    `the manifest describes ${info.fileName} (${info.name} ${info.version} ${info.build}, .${info.format}), not ${request.file}`,
-  );
-  const claimed = `sha256:${request.sha256}`;
-  if (
-    !checks.expect(
-      'claimed-sha256',
-      info.packageLayer.digest === claimed,
-      `package layer digest is the claimed ${claimed}`,
-      `package layer digest is ${info.packageLayer.digest}, the feedstock claimed ${claimed}`,
-    )
-  ) {
-    return undefined;
-  }
-
-  let pkg: PackageContents;
-  let blob: AsyncIterator<Uint8Array> | undefined;
-  try {
-    blob = (await repository.openBlob(info.packageLayer))[Symbol.asyncIterator]();
-    // The reader stops at the first problem, before the digest of the whole blob is known; it
-    // must not close the download, so that the rest can be checked (see below).
-    const shielded: AsyncIterable<Uint8Array> = {
-      [Symbol.asyncIterator]: () => ({ next: () => blob!.next() }),
-    };
-    // openBlob verifies size and digest (the claimed one, checked above) as the bytes arrive and
-    // fails at the end unless they match: the reader need not hash them again.
-    pkg = await readPackage(shielded, request.file, DEFAULT_LIMITS, {
-      verifiedSha256: digestHex(info.packageLayer.digest),
-    });
-  } catch (err) {
-    // Bytes altered on the way would otherwise be blamed on the package: read the same download
-    // to its end, where the digest is checked.
-    const altered =
-      err instanceof PackageError && blob ? await digestProblem(blob, info.packageLayer) : undefined;
-    checks.fail('package-bytes', altered ?? describeError(err));
-    return undefined;
-  } finally {
-    await blob?.return?.().catch(() => undefined);
-  }
-  const bytesOk = `sha256:${pkg.sha256}` === claimed && pkg.size === info.packageLayer.size;
-  if (
-    !checks.expect(
-      'package-bytes',
-      bytesOk,
-      `downloaded ${pkg.size} bytes hash to ${claimed}`,
-      `downloaded bytes hash to sha256:${pkg.sha256} (${pkg.size} bytes)`,
-    )
-  ) {
-    return undefined;
-  }
-  const index = pkg.index;
-  const indexOk =
-    index.name === file.name &&
-    index.version === file.version &&
-    index.build === file.build &&
-    index.subdir === request.subdir;
-  checks.expect(
-    'package-index',
-    indexOk,
-    `info/index.json names ${index.name} ${index.version} ${index.build} in ${index.subdir}`,
-    `info/index.json names ${index.name} ${index.version} ${index.build} in ${String(index.subdir)}, the request ${file.name} ${file.version} ${file.build} in ${request.subdir}`,
-  );
-  const indexDigest = digestOf(pkg.indexJson);
-  checks.expect(
-    'index-layer',
-    info.indexLayer.digest === indexDigest,
-    "index.json layer equals the package's info/index.json",
-    `index.json layer ${info.indexLayer.digest} differs from the package's (${indexDigest})`,
-  );
-  checks.expect(
-    'md5',
-    info.md5 === pkg.md5,
-    `md5 annotation is ${pkg.md5}`,
-    `md5 annotation is ${info.md5 ?? 'missing'}, the package's md5 is ${pkg.md5}`,
-  );
-  try {
-    const same =
-      info.infoLayer.digest === digestOf(pkg.infoTarGz) ||
-      (await sameInfoTarball(await repository.readBlob(info.infoLayer, INFO_LAYER_LIMIT), pkg.infoTarGz));
-    checks.expect(
-      'info-layer',
-      same === true,
-      "info layer holds the package's info/ folder, file by file",
-      typeof same === 'string' ? same : "info layer differs from the package's info/ folder",
-    );
-  } catch (err) {
-    checks.fail('info-layer', describeError(err));
-  }
-  return pkg;
-}
-
-/** Why the rest of a verified download does not match its descriptor, or undefined. */
-async function digestProblem(
-  rest: AsyncIterator<Uint8Array>,
-  layer: Descriptor,
-): Promise<string | undefined> {
-  try {
-    while (!(await rest.next()).done);
-    return undefined;
-  } catch (err) {
-    return err instanceof DigestMismatchError || err instanceof SizeLimitError
-      ? `the registry served other bytes than ${layer.digest}: ${describeError(err)}`
-      : undefined;
-  }
 }
 
 /** Production must not hold different content under the same name and tag. */
@@ -519,6 +453,7 @@ async function checkCopyInProduction(
   }
 }
 
+/** Writes the record, bound to the whole request; returns its digest. */
 async function recordOutcome(
   repository: Repository,
   subject: Descriptor,
@@ -526,13 +461,16 @@ async function recordOutcome(
   result: ArtifactResult,
   checks: CheckList,
   pkg: PackageContents | undefined,
-  options: ValidateOptions,
-  context: CommandContext,
-): Promise<void> {
-  const validatedAt = context.now().toISOString();
+  requester: VerifiedRequester | undefined,
+  run: Run,
+): Promise<string> {
+  const validatedAt = run.context.now().toISOString();
   const record: ValidationRecord = {
-    schema: 1,
+    schema: 2,
     passed: checks.passed,
+    channel: channelUrl(withoutLabel(run.channel)),
+    label: run.channel.label ?? '',
+    ...(run.production ? { production: channelUrl(run.production.channel) } : {}),
     subject: { repository: repository.name, tag: result.tag!, digest: subject.digest },
     artifact: {
       subdir: request.subdir,
@@ -544,9 +482,9 @@ async function recordOutcome(
     claimed: { sha256: request.sha256 },
     measured: pkg ? { sha256: pkg.sha256, md5: pkg.md5, size: pkg.size } : {},
     checks: checks.checks,
-    requester: requesterOf(options, context),
+    requester: requester ?? null,
     validatedAt,
-    tool: context.tool,
+    tool: run.context.tool,
   };
   const artifact = buildRecord(
     ARTIFACT_TYPE_VALIDATION,
@@ -554,21 +492,47 @@ async function recordOutcome(
     subject,
     validatedAt,
     { [ANNOTATION_VALIDATION_RESULT]: checks.passed ? 'passed' : 'failed' },
-    options.recordKey,
+    run.options.recordKey,
   );
   await pushArtifact(repository, artifact, { subject, fresh: true });
+  return artifact.descriptor.digest;
 }
 
-/** Who asked, as the record keeps it. */
-function requesterOf(options: ValidateOptions, context: CommandContext): Requester {
-  const payload = context.sources.payload;
-  const run = typeof payload?.run === 'string' ? payload.run : runUrl(context.sources.env);
-  return {
-    ...options.requester,
-    ...(run && !options.requester?.run ? { run } : {}),
-    ...(typeof payload?.repository === 'string' && !options.requester?.repository
-      ? { repository: payload.repository }
-      : {}),
-    ...(options.feedstock ? { feedstock: options.feedstock } : {}),
-  };
+/**
+ * Tells the feedstock, at the repository its proof names (never one a request field names); a
+ * failed report is only a warning (the failures themselves fail the step).
+ */
+async function reportIssue(result: CommandResult, context: CommandContext): Promise<void> {
+  if (!context.github) {
+    context.reporter.warn('report-issue needs github-token');
+    return;
+  }
+  const targets = new Set(
+    result.artifacts
+      .filter((a) => a.status === 'failed' && a.requesterRepository)
+      .map((a) => a.requesterRepository!),
+  );
+  if (targets.size === 0) {
+    context.reporter.warn('report-issue: no failed artifact proved whose it is, so no feedstock is told');
+    return;
+  }
+  for (const target of targets) {
+    const theirs = { ...result, artifacts: result.artifacts.filter((a) => a.requesterRepository === target) };
+    try {
+      const url = await reportFailures(context.github, target, theirs, runUrl(context.sources.env));
+      context.reporter.info(`Reported the failures in ${url}`);
+    } catch (err) {
+      context.reporter.warn(`Could not report the failures on ${target}: ${describeError(err)}`);
+    }
+  }
+}
+
+/** `<owner>/<repo>` of the proven requester: from the certificate, or the token's feedstock in the first publisher org. */
+function requesterRepository(
+  requester: VerifiedRequester,
+  publishers: string[] | undefined,
+): string | undefined {
+  const fromCertificate = /^https:\/\/[^/]+\/([^/]+\/[^/]+)$/.exec(requester.repository ?? '')?.[1];
+  if (fromCertificate) return fromCertificate;
+  return publishers?.[0] ? `${publishers[0]}/${requester.feedstock}` : undefined;
 }

@@ -19,6 +19,7 @@ import {
   ANNOTATION_TITLE,
 } from '../oci/media-types.js';
 import type { BlobContent } from '../oci/storage.js';
+import { isCondaBuild, isCondaName, isCondaVersion } from './naming.js';
 import type { PackageContents } from './package-reader.js';
 
 export const MEDIA_TYPE_CONDA_PACKAGE_V1 = 'application/vnd.conda.package.v1';
@@ -140,7 +141,14 @@ export function readPackageManifest(bytes: Uint8Array, what: string): PackageMan
   const version = annotations[ANNOTATION_PACKAGE_VERSION];
   const build = annotations[ANNOTATION_PACKAGE_BUILD];
   if (!name || !version || !build) fail('lacks the org.conda.package.name/version/build annotations');
-  const fileName = packageLayer.annotations?.[ANNOTATION_TITLE] ?? `${name}-${version}-${build}.${format!}`;
+  if (!isCondaName(name!) || !isCondaVersion(version!) || !isCondaBuild(build!))
+    fail(`names ${JSON.stringify(`${name} ${version} ${build}`.slice(0, 200))}, which is not a conda name, version and build`);
+  // The title is the file name the annotations imply, or nothing: it is printed and listed, so a
+  // writer must not be able to put other text there (a newline, a workflow command, another name).
+  const fileName = `${name}-${version}-${build}.${format!}`;
+  const title = packageLayer.annotations?.[ANNOTATION_TITLE];
+  if (title !== undefined && title !== fileName)
+    fail(`the package layer's title ${JSON.stringify(title.slice(0, 200))} is not ${fileName}`);
   const md5 = packageLayer.annotations?.[ANNOTATION_PACKAGE_MD5];
   return {
     manifest,

@@ -144,3 +144,9 @@ export function formatReference(channel: Channel, repository: string, tagOrDiges
   if (channel.kind === 'layout') return `oci-layout:${channel.dir}/${repository}${sep}${tagOrDigest}`;
   return `${channel.host}/${repository}${sep}${tagOrDigest}`;
 }
+
+/** The channel itself, without its label (`…/label/rc` → `…`). */
+export function withoutLabel(channel: Channel): Channel {
+  const { label: _label, ...rest } = channel;
+  return rest;
+}

@@ -7,6 +7,8 @@ import type { Channel } from '../conda/channel.js';
 import type { CacheService } from '../github/cache.js';
 import type { GitHubApi } from '../github/api.js';
 import type { Store } from '../oci/storage.js';
+import type { IdentityProvider } from '@sigstore/sign';
+import type { SigstoreEndpoints } from '../identity/publish-attestation.js';
 import type { CommandResult, Reporter } from '../commands/report.js';
 import type { GivenOptionsOf, OptionsOf, OptionTable, Sources } from './options.js';
 
@@ -29,6 +31,8 @@ export interface CommandContext {
   cache?: CacheService;
   /** Ends long-running commands (serve). */
   signal?: AbortSignal;
+  /** Where and as whom upload signs attestations; default GitHub Actions' OIDC and the instance's URLs. */
+  signing?: { endpoints?: SigstoreEndpoints; identity?: IdentityProvider };
   /** Told the address once a server listens (serve). */
   onListening?: (server: { url: string }) => void;
   /** The environment and event the shell read its options from. */

@@ -28,6 +28,7 @@ export interface Environment {
   cache?: CacheService;
   signal?: AbortSignal;
   onListening?: (server: { url: string }) => void;
+  signing?: CommandContext['signing'];
   sources?: Sources;
 }
 
@@ -77,6 +78,7 @@ export async function execute(given: CommandInput, env: Environment): Promise<Co
     ...(env.cache ? { cache: env.cache } : {}),
     ...(env.signal ? { signal: env.signal } : {}),
     ...(env.onListening ? { onListening: env.onListening } : {}),
+    ...(env.signing ? { signing: env.signing } : {}),
     sources: env.sources ?? { env: process.env, shell: 'cli' },
   };
   let result: CommandResult;

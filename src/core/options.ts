@@ -206,6 +206,10 @@ export function list<T = string[]>(
   name: string,
   settings: ListSettings<T> & { required: true },
 ): Option<T, 'required'>;
+export function list<T = string[]>(
+  name: string,
+  settings: ListSettings<T> & { default: T },
+): Option<T, 'defaulted'>;
 export function list<T = string[]>(name: string, settings: ListSettings<T>): Option<T, 'optional'>;
 export function list<T = string[]>(
   name: string,
