@@ -22,6 +22,9 @@ export async function writeSummary(result: CommandResult): Promise<void> {
     { data: 'status', header: true },
     { data: 'reference', header: true },
   ];
+  // validate: who asked, as proven (attestation or feedstock token), beside each artifact.
+  const proven = result.artifacts.some((a) => a.requester);
+  if (proven) header.push({ data: 'requester (proven)', header: true });
   const rows = result.artifacts.map((a) => [
     `<code>${escapeHtml(a.file)}</code>`,
     escapeHtml(a.subdir),
@@ -29,6 +32,7 @@ export async function writeSummary(result: CommandResult): Promise<void> {
     a.sha256 ? `<code>${a.sha256.slice(0, 12)}…</code>` : '',
     `${STATUS_ICON[a.status] ?? '✅'} ${a.status}`,
     a.reference ? `<code>${escapeHtml(a.reference)}</code>` : '',
+    ...(proven ? [a.requester ? escapeHtml(a.requester) : 'none'] : []),
   ]);
   const counts = Object.entries(result.summary)
     .filter(([k]) => k !== 'total' && k !== 'bytesSent')
