@@ -637,7 +637,17 @@ const badCases: BadCase[] = [
     file: CONDA,
     bytes: () => conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 2 * 1024 * MIB) }),
     error:
-      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 256 MiB \(the limit for info\/; a decompression bomb\?\)/,
+      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 22\.3 MiB, the expansion limit \(100 times its 64\.5 KiB compressed, plus 16 MiB; a decompression bomb\?\)/,
+    bomb: true,
+    sizeLimit: true,
+  },
+  {
+    title: 'zstd bomb: 2 GiB of zeros in 64 KiB, info/ limit 8 MiB below the expansion limit',
+    file: CONDA,
+    bytes: () => conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 2 * 1024 * MIB) }),
+    error:
+      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 8 MiB \(the limit for info\/; a decompression bomb\?\)/,
+    limits: { ...DEFAULT_LIMITS, infoBytes: 8 * MIB },
     bomb: true,
     sizeLimit: true,
   },
@@ -646,7 +656,8 @@ const badCases: BadCase[] = [
     file: CONDA,
     bytes: () =>
       conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 64 * 1024 * MIB) }),
-    error: /decompresses to more than 256 MiB/,
+    error:
+      /decompresses to more than 216 MiB, the expansion limit \(100 times its 2 MiB compressed, plus 16 MiB/,
     bomb: true,
     sizeLimit: true,
   },
@@ -654,7 +665,7 @@ const badCases: BadCase[] = [
     title: 'zstd bomb: `head -c 1G /dev/zero | zstd`',
     file: CONDA,
     bytes: () => conda({ stem: STEM, info: zstdOfZeros(1024 * MIB) }),
-    error: /decompresses to more than 256 MiB/,
+    error: /decompresses to more than 19\.2 MiB, the expansion limit \(100 times its 32\.9 KiB compressed/,
     bomb: true,
     sizeLimit: true,
   },
@@ -669,7 +680,7 @@ const badCases: BadCase[] = [
       block.writeUIntLE((body.length << 3) | 1, 0, 3);
       return conda({ stem: STEM, info: Buffer.concat([header, block, body]) });
     },
-    error: /decompresses to more than 256 MiB/,
+    error: /decompresses to more than 17 MiB, the expansion limit \(100 times its 10 KiB compressed/,
     sizeLimit: true,
   },
   {
@@ -690,7 +701,8 @@ const badCases: BadCase[] = [
     title: 'bzip2 bomb after the end of the tar (expansion allowance 64 MiB)',
     file: TAR_BZ2,
     bytes: () => bzip2ZeroBomb(tar([...GOOD_INFO, ...PAYLOAD]), 2 * 1024 * MIB),
-    error: /decompresses to more than 1000 times its compressed size/,
+    error:
+      /the tar archive decompresses to more than 64\.3 MiB, the expansion limit \(100 times its 2\.8 KiB compressed, plus 64 MiB; a decompression bomb\?\)/,
     limits: { ...DEFAULT_LIMITS, expansionAllowance: 64 * MIB },
     bomb: true,
     sizeLimit: true,
