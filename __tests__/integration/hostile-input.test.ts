@@ -30,6 +30,7 @@ import { InvalidReferenceError } from '../../src/oci/errors.js';
 import { isRepositoryName, isTag } from '../../src/oci/reference.js';
 import { channelRepository, checkSubdir, parseChannel } from '../../src/conda/channel.js';
 import {
+  bzip2,
   conda,
   condaMembers,
   infoMembers,
@@ -44,6 +45,7 @@ import {
   type ZipField,
 } from '../helpers/archives.js';
 import { EXPECTED, fixturePath } from '../helpers/fixtures.js';
+import { TAR_RULE_CASES } from '../helpers/tar-rule-cases.js';
 
 const MIB = 1024 * 1024;
 const work = mkdtempSync(join(tmpdir(), 'conda-oci-hostile-'));
@@ -596,6 +598,20 @@ describe('crafted archives the reader suite does not have', () => {
     },
     30_000,
   );
+});
+
+describe('every rule of the tar policy in a .tar.bz2, with the words of the .conda and the info layer', () => {
+  // The other two places are in __tests__/unit/tar-policy.test.ts, from the same table.
+  test.each(TAR_RULE_CASES)('$rule: $title', async ({ rule, tar, detail, maxMembers }) => {
+    tried.crafted++;
+    const limits = maxMembers === undefined ? undefined : { archiveMembers: maxMembers };
+    const result = await attempt(bzip2(tar()), TAR_BZ2, [4096], limits);
+    expect(result.error).toBeInstanceOf(PackageError);
+    expect((result.error as Error).message).toBe(
+      `${TAR_BZ2}: the tar archive: ${detail} (tar rule "${rule}")`,
+    );
+    expect(result.ms).toBeLessThan(2000);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

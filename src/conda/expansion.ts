@@ -1,8 +1,8 @@
 /**
  * Decompression allowances tied to the compressed size (SPEC §10, "cost is bounded"): whatever a
- * decoder produces (bzip2, zstd, gzip) may be at most `ratio` times the compressed bytes read so
- * far, plus `floor`, checked as the bytes come out, so a bomb stops after a few milliseconds and
- * an attacker gets CPU time only in proportion to the bytes sent.
+ * decoder produces (bzip2, zstd, gzip) may be at most `ratio` times the compressed bytes it has
+ * consumed, plus `floor`, checked as the bytes come out, so a bomb stops after a few milliseconds
+ * and an attacker gets CPU time only in proportion to the bytes sent.
  *
  * Real packages compress 2-20:1 as a whole (their info/ folders up to ~30:1: paths.json is mostly
  * hashes); zeros compress 1000:1 (gzip) to a million to one (bzip2). The floor lets any archive
@@ -33,27 +33,44 @@ export function expansionAllowance(limits: ExpansionLimits, compressed: number):
   return limits.ratio * compressed + limits.floor;
 }
 
-/** Counts a decoder's input and output and stops it at the allowance. */
-export class ExpansionBudget {
-  private compressed = 0;
-  private produced = 0;
+/** A size cap on top of the expansion limit (info/ of a package, a whole info layer). */
+export interface OutputCap {
+  bytes: number;
+  /** The refusal, naming the cap. */
+  error: () => ArchiveError;
+}
 
+/**
+ * The limit for one decoder: what `consumed` compressed bytes may expand to, at most the cap.
+ * `consumed` is what the decoder has taken in when it hands out the output (zlib's
+ * `bytesWritten`, the bzip2 block end), not what was received: so the limit is a function of the
+ * bytes alone, whatever the chunks they arrive in, and a layer read whole or streamed is judged
+ * alike.
+ */
+export class ExpansionLimit {
   constructor(
     /** For messages: `the tar archive`, `the info layer`. */
     private readonly what: string,
     private readonly limits: ExpansionLimits,
+    private readonly cap?: OutputCap,
   ) {}
 
-  /** Compressed bytes read. */
-  input(bytes: number): void {
-    this.compressed += bytes;
+  /** Bytes allowed out of `consumed` compressed bytes. */
+  allowed(consumed: number): number {
+    const allowance = expansionAllowance(this.limits, consumed);
+    return this.cap === undefined ? allowance : Math.min(allowance, this.cap.bytes);
   }
 
-  /** Decompressed bytes produced; throws once they exceed the allowance. */
-  output(bytes: number): void {
-    this.produced += bytes;
-    const allowed = expansionAllowance(this.limits, this.compressed);
-    if (this.produced > allowed) throw expansionError(this.what, this.limits, this.compressed);
+  /** Throws once `produced` exceeds what `consumed` compressed bytes may give. */
+  check(produced: number, consumed: number): void {
+    if (produced > this.allowed(consumed)) throw this.error(consumed);
+  }
+
+  /** The refusal for output over the allowance of `consumed` compressed bytes. */
+  error(consumed: number): ArchiveError {
+    if (this.cap !== undefined && this.cap.bytes <= expansionAllowance(this.limits, consumed))
+      return this.cap.error();
+    return expansionError(this.what, this.limits, consumed);
   }
 }
 

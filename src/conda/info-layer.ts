@@ -15,7 +15,7 @@ import { createGunzip, gunzipSync } from 'node:zlib';
 import { SizeLimitError } from '../oci/errors.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { ArchiveError, quote } from './archive-error.js';
-import { DEFAULT_EXPANSION, expansionAllowance, expansionError, type ExpansionLimits } from './expansion.js';
+import { DEFAULT_EXPANSION, ExpansionLimit, type ExpansionLimits } from './expansion.js';
 import { checkInfoLink, isInfoPath, MAX_INFO_MEMBERS } from './info-tarball.js';
 import { ABOUT_FIELDS, postInstallFromPaths, type JsonObject, type PostInstall } from './repodata.js';
 import { TarReader, type TarEntry } from './tar-reader.js';
@@ -44,7 +44,10 @@ export const DEFAULT_INFO_LAYER_LIMITS: InfoLayerLimits = {
   expansion: DEFAULT_EXPANSION,
 };
 
-/** The most a whole layer is inflated into in one synchronous call; larger layers stream. */
+/**
+ * The most a whole layer is inflated into in one synchronous call; larger layers stream. Below
+ * the expansion floor, which any layer may reach, so both paths give the same verdict.
+ */
 const SYNC_OUTPUT = 8 * 1024 * 1024;
 const WHAT = 'the info layer';
 
@@ -112,16 +115,20 @@ export async function readInfoLayer(
     WHAT,
     { maxMembers: limits.members ?? MAX_INFO_MEMBERS },
   );
-  const expansion = limits.expansion ?? DEFAULT_EXPANSION;
-  const whole = source instanceof Uint8Array ? inflateSmall(source, limits.totalBytes, expansion) : undefined;
+  const limit = new ExpansionLimit(WHAT, limits.expansion ?? DEFAULT_EXPANSION, {
+    bytes: limits.totalBytes,
+    error: () =>
+      new ArchiveError(
+        `${WHAT} decompresses to more than ${formatBytes(limits.totalBytes)}, the limit for info layers`,
+        { cause: new SizeLimitError(`${WHAT} (uncompressed)`, limits.totalBytes) },
+      ),
+  });
+  const whole = source instanceof Uint8Array ? inflateSmall(source, limit) : undefined;
   if (whole !== undefined) tar.push(whole);
-  else
-    await inflateStreaming(
-      source instanceof Uint8Array ? [source] : source,
-      limits.totalBytes,
-      expansion,
-      (chunk) => tar.push(chunk),
-    );
+  else {
+    const chunks = source instanceof Uint8Array ? [source] : source;
+    await inflateStreaming(chunks, limit, (chunk) => tar.push(chunk));
+  }
   tar.end();
   return describeLayer(members, problems);
 }
@@ -139,56 +146,37 @@ function checkLayerMember(entry: TarEntry): void {
   checkInfoLink(entry);
 }
 
-/** Uncompressed bytes allowed for `compressed` bytes: the expansion limit, at most `totalBytes`. */
-function overLimit(totalBytes: number, expansion: ExpansionLimits, compressed: number): ArchiveError {
-  if (expansionAllowance(expansion, compressed) < totalBytes)
-    return expansionError(WHAT, expansion, compressed);
-  return new ArchiveError(
-    `${WHAT} decompresses to more than ${formatBytes(totalBytes)}, the limit for info layers`,
-    {
-      cause: new SizeLimitError(`${WHAT} (uncompressed)`, totalBytes),
-    },
-  );
-}
-
-/** One synchronous inflate, or undefined when the layer inflates to more than SYNC_OUTPUT (then it streams). */
-function inflateSmall(
-  bytes: Uint8Array,
-  totalBytes: number,
-  expansion: ExpansionLimits,
-): Uint8Array | undefined {
-  const allowed = Math.min(totalBytes, expansionAllowance(expansion, bytes.length));
+/**
+ * One synchronous inflate into at most what any layer may expand to (the floor; SYNC_OUTPUT at
+ * most), or undefined when the layer inflates to more: then it streams, and the expansion limit
+ * is checked as the bytes come out.
+ */
+function inflateSmall(bytes: Uint8Array, limit: ExpansionLimit): Uint8Array | undefined {
   try {
-    return gunzipSync(bytes, { maxOutputLength: Math.min(allowed, SYNC_OUTPUT) });
+    return gunzipSync(bytes, { maxOutputLength: Math.min(SYNC_OUTPUT, limit.allowed(0)) });
   } catch (err) {
     if ((err as { code?: string }).code !== 'ERR_BUFFER_TOO_LARGE') throw gzipError(err as Error);
-    if (allowed <= SYNC_OUTPUT) throw overLimit(totalBytes, expansion, bytes.length);
     return undefined;
   }
 }
 
 async function inflateStreaming(
   source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
-  totalBytes: number,
-  expansion: ExpansionLimits,
+  limit: ExpansionLimit,
   onData: (chunk: Uint8Array) => void,
 ): Promise<void> {
-  let compressed = 0;
   let produced = 0;
   const gunzip = new ZlibDecoder(
     createGunzip({ chunkSize: OUTPUT_CHUNK }),
-    (chunk) => {
+    (chunk, consumed) => {
       produced += chunk.length;
-      if (produced > Math.min(totalBytes, expansionAllowance(expansion, compressed))) {
-        throw overLimit(totalBytes, expansion, compressed);
-      }
+      limit.check(produced, consumed);
       onData(chunk);
     },
     gzipError,
   );
   try {
     for await (const chunk of source) {
-      compressed += chunk.length;
       gunzip.write(chunk);
       await gunzip.settle();
     }

@@ -23,26 +23,20 @@ import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError, quote } from './archive-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { Bzip2Decoder } from './bzip2.js';
+import { DEFAULT_EXPANSION, ExpansionLimit, type ExpansionLimits } from './expansion.js';
+import { DEFAULT_INFO_LAYER_LIMITS, readInfoLayer } from './info-layer.js';
 import {
-  DEFAULT_EXPANSION,
-  ExpansionBudget,
-  expansionAllowance,
-  expansionError,
-  type ExpansionLimits,
-} from './expansion.js';
-import {
+  buildInfoTarGz,
   checkInfoLink,
-  gzipInfoTar,
   INDEX_JSON,
   InfoCollector,
   isInfoPath,
   MAX_INFO_MEMBERS,
-  packInfoTar,
   RUN_EXPORTS_JSON,
 } from './info-tarball.js';
 import { TarReader } from './tar-reader.js';
 import { ZipStreamReader, type ZipMember, type ZipMemberSink } from './zip-stream.js';
-import { ZstdDecoder, type ZstdLimit } from './zstd.js';
+import { ZstdDecoder } from './zstd.js';
 
 const MIB = 1024 * 1024;
 
@@ -338,20 +332,14 @@ class CondaParser implements Parser {
         { cause: new SizeLimitError(what, infoBytes) },
       );
     }
-    // The whole compressed size is known up front: the expansion limit applies to all of it.
-    const expansion = expansionOf(this.limits);
-    const allowed = expansionAllowance(expansion, member.size);
-    const limit: ZstdLimit =
-      allowed < infoBytes
-        ? { bytes: allowed, error: () => expansionError(what, expansion, member.size) }
-        : {
-            bytes: infoBytes,
-            error: () =>
-              new ArchiveError(
-                `${what} decompresses to more than ${formatBytes(infoBytes)} (the limit for info/; a decompression bomb?)`,
-                { cause: new SizeLimitError(`${what} (decompressed)`, infoBytes) },
-              ),
-          };
+    const limit = new ExpansionLimit(what, expansionOf(this.limits), {
+      bytes: infoBytes,
+      error: () =>
+        new ArchiveError(
+          `${what} decompresses to more than ${formatBytes(infoBytes)} (the limit for info/; a decompression bomb?)`,
+          { cause: new SizeLimitError(`${what} (decompressed)`, infoBytes) },
+        ),
+    });
     const tar = new TarReader(
       {
         entry: (entry) => {
@@ -368,7 +356,8 @@ class CondaParser implements Parser {
       `the info archive ${what}`,
       { maxMembers: this.limits.archiveMembers },
     );
-    const archive = { zstd: new ZstdDecoder(what, limit, (chunk) => tar.push(chunk)), tar, written: false };
+    const zstd = new ZstdDecoder(what, member.size, limit, (chunk) => tar.push(chunk));
+    const archive = { zstd, tar, written: false };
     this.infoArchive = archive;
     return {
       data: (chunk) => archive.zstd.write(chunk),
@@ -384,7 +373,6 @@ class TarBz2Parser implements Parser {
   private readonly info: InfoCollector;
   private readonly tar: TarReader;
   private readonly bzip2: Bzip2Decoder;
-  private readonly budget: ExpansionBudget;
 
   constructor(limits: Required<PackageLimits>) {
     this.info = new InfoCollector(limits);
@@ -399,15 +387,14 @@ class TarBz2Parser implements Parser {
       'the tar archive',
       { maxMembers: limits.archiveMembers },
     );
-    this.budget = new ExpansionBudget('the tar archive', expansionOf(limits));
+    const limit = new ExpansionLimit('the tar archive', expansionOf(limits));
     this.bzip2 = new Bzip2Decoder((chunk) => {
-      this.budget.output(chunk.length);
+      limit.check(this.bzip2.bytesOut, this.bzip2.bytesIn);
       this.tar.push(chunk);
     });
   }
 
   push(chunk: Uint8Array): void {
-    this.budget.input(chunk.length);
     this.bzip2.push(chunk);
   }
 
@@ -446,13 +433,8 @@ async function describe(
       `the file name does not match info/index.json, which gives name ${quote(index.name)}, version ${quote(index.version)}, build ${quote(index.build)}: expected ${quote(expected)}`,
     );
   }
-  const infoTar = await packInfoTar(info.list());
-  const infoTarGz = gzipInfoTar(infoTar);
-  const expansion = expansionOf(limits);
-  if (infoTar.length > expansionAllowance(expansion, infoTarGz.length)) {
-    // The info layer reader (info-layer.ts) would refuse this layer: refuse the package instead.
-    throw expansionError('the info layer built from this package', expansion, infoTarGz.length);
-  }
+  const infoTarGz = await buildInfoTarGz(info.list());
+  await checkReadsBack(infoTarGz, limits);
   const contents: Omit<PackageContents, 'sha256' | 'md5' | 'size'> = {
     fileName,
     format,
@@ -464,6 +446,26 @@ async function describe(
   if (runExports !== undefined) contents.runExports = parseJson(runExports, RUN_EXPORTS_JSON);
   if (index.timestamp !== undefined) contents.timestamp = timestampMs(index.timestamp);
   return contents;
+}
+
+/**
+ * The info layer must read back with the reader repodata uses (info-layer.ts: the same tar policy,
+ * the same expansion limit): a package whose info/ expands more in gzip than that limit allows
+ * is refused here rather than published without its run_exports.
+ */
+async function checkReadsBack(infoTarGz: Uint8Array, limits: Required<PackageLimits>): Promise<void> {
+  try {
+    await readInfoLayer(infoTarGz, {
+      ...DEFAULT_INFO_LAYER_LIMITS,
+      members: limits.infoMembers,
+      expansion: expansionOf(limits),
+    });
+  } catch (err) {
+    if (!(err instanceof ArchiveError)) throw err;
+    throw new ArchiveError(`the info layer built from this package cannot be read back: ${err.problem}`, {
+      cause: err.cause ?? err,
+    });
+  }
 }
 
 /** Type checks of info/index.json; the message names the key and what it holds. */

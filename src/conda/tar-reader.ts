@@ -87,6 +87,9 @@ const END_MARKER = 2 * BLOCK;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const latin1 = new TextDecoder('latin1');
 const ZEROS = new Uint8Array(64 * 1024);
+/** The magic of POSIX ustar headers (`ustar\0`, any version) and of GNU's (`ustar  \0`). */
+const USTAR_MAGIC = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00];
+const GNU_MAGIC = [0x75, 0x73, 0x74, 0x61, 0x72, 0x20, 0x20, 0x00];
 
 type State = 'header' | 'extended' | 'data' | 'skip' | 'end';
 
@@ -235,7 +238,7 @@ export class TarReader {
   private onHeader(): void {
     const block = this.block;
     this.headerOffset = this.offset - BLOCK;
-    if (firstNonZero(block) === -1) {
+    if (Buffer.compare(block, ZEROS.subarray(0, BLOCK)) === 0) {
       if (this.pending.kinds !== '') {
         this.refuse(
           'extended-header',
@@ -247,10 +250,9 @@ export class TarReader {
       return;
     }
     verifyChecksum(block, () => this.corrupt('the header checksum does not match'));
-    const magic = latin1.decode(block.subarray(257, 265));
-    const gnu = magic === 'ustar  \0';
+    const gnu = matches(block, 257, GNU_MAGIC);
     this.gnu = gnu;
-    if (!gnu && !magic.startsWith('ustar\0')) {
+    if (!gnu && !matches(block, 257, USTAR_MAGIC)) {
       this.refuse(
         'header-format',
         `the header at byte ${this.headerOffset} is neither POSIX ustar nor GNU tar`,
@@ -504,19 +506,18 @@ export class TarReader {
    * not be negative; other fields (times, ids) are only checked to be numbers, as tarfile does.
    */
   private numeric(offset: number, length: number, what: string, signed = false): number {
-    const bytes = this.block.subarray(offset, offset + length);
-    const first = bytes[0] ?? 0;
+    const block = this.block;
+    const first = block[offset] ?? 0;
     if (first === 0x80 || (signed && first === 0xff)) {
       let value = 0;
-      for (let i = 1; i < bytes.length; i++) value = value * 256 + (bytes[i] ?? 0);
+      for (let i = offset + 1; i < offset + length; i++) value = value * 256 + (block[i] ?? 0);
       if (!Number.isSafeInteger(value) && !signed) this.corrupt(`the ${what} field is too large`);
       return value;
     }
     if (first & 0x80) this.corrupt(`the ${what} field is negative`);
-    const text = latin1.decode(untilNul(bytes)).trim();
-    if (text === '') return 0;
-    if (!/^[0-7]+$/.test(text)) this.corrupt(`the ${what} field is not an octal number`);
-    return parseInt(text, 8);
+    const value = octalField(block, offset, length);
+    if (value === undefined) this.corrupt(`the ${what} field is not an octal number`);
+    return value;
   }
 
   private corrupt(detail: string): never {
@@ -640,10 +641,39 @@ function firstNonZero(bytes: Uint8Array): number {
  * unsigned sum: tar-stream and GNU tar's default check no other (old writers summed signed chars).
  */
 function verifyChecksum(block: Uint8Array, fail: () => never): void {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-  const text = latin1.decode(untilNul(block.subarray(148, 156))).trim();
-  if (!/^[0-7]+$/.test(text) || parseInt(text, 8) !== sum) fail();
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += block[i] ?? 0;
+  for (let i = 156; i < BLOCK; i++) sum += block[i] ?? 0;
+  const stored = octalField(block, 148, 8);
+  if (stored === undefined || stored !== sum) fail();
+}
+
+/**
+ * An octal field as tarfile reads it: up to the first NUL, surrounding whitespace ignored, empty
+ * as 0; undefined when anything else is in it. (Byte by byte: a header has seven such fields.)
+ */
+function octalField(block: Uint8Array, offset: number, length: number): number | undefined {
+  let end = offset;
+  while (end < offset + length && block[end] !== 0) end++;
+  let at = offset;
+  while (at < end && isSpace(block[at] ?? 0)) at++;
+  while (end > at && isSpace(block[end - 1] ?? 0)) end--;
+  let value = 0;
+  for (let i = at; i < end; i++) {
+    const digit = (block[i] ?? 0) - 0x30;
+    if (digit < 0 || digit > 7) return undefined;
+    value = value * 8 + digit;
+  }
+  return value;
+}
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+}
+
+function matches(block: Uint8Array, offset: number, expected: readonly number[]): boolean {
+  for (let i = 0; i < expected.length; i++) if (block[offset + i] !== expected[i]) return false;
+  return true;
 }
 
 function field(block: Uint8Array, offset: number, length: number): Uint8Array {

@@ -23,15 +23,16 @@ export class ZlibDecoder {
   private wake: (() => void) | undefined;
 
   constructor(
-    private readonly stream: Transform,
-    onData: (chunk: Uint8Array) => void,
+    private readonly stream: Transform & { bytesWritten: number },
+    /** Receives the output and the compressed bytes the decompressor has consumed so far. */
+    onData: (chunk: Uint8Array, consumed: number) => void,
     /** Turns an error of the decompressor into the ArchiveError to report. */
     describe: (err: Error & { code?: string }) => ArchiveError,
   ) {
     stream.on('data', (chunk: Buffer) => {
       if (this.failure !== undefined) return;
       try {
-        onData(chunk);
+        onData(chunk, this.stream.bytesWritten);
       } catch (err) {
         this.fail(err);
       }

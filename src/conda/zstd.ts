@@ -1,7 +1,7 @@
 /**
  * Decompresses the zstd info archive of a .conda with Node's zstd (libzstd, node:zlib), streaming
  * and bounded: at most a 128 MiB window (`ZSTD_d_windowLogMax` 27, libzstd's default limit, so
- * what conda's python-zstandard reads), at most `limit` bytes out, checked as they are produced.
+ * what conda's python-zstandard reads), output within its expansion limit, checked as it is produced.
  *
  * libzstd decodes every frame it is given and silently drops what follows the last one, while
  * conda reads only the first frame (conda-package-handling's `stream_reader`). So a frame check
@@ -12,6 +12,7 @@
 import { constants, createZstdDecompress } from 'node:zlib';
 import { formatBytes } from '../util/format-bytes.js';
 import { ArchiveError } from './archive-error.js';
+import type { ExpansionLimit } from './expansion.js';
 import { OUTPUT_CHUNK, ZlibDecoder } from './zlib-decoder.js';
 
 const FRAME_MAGIC = 0xfd2fb528;
@@ -20,13 +21,6 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
 /** libzstd's default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT), which python-zstandard keeps. */
 const MAX_WINDOW_LOG = 27;
 export const MAX_ZSTD_WINDOW = 2 ** MAX_WINDOW_LOG;
-
-export interface ZstdLimit {
-  /** Decompressed bytes allowed. */
-  bytes: number;
-  /** The refusal once they are exceeded (it names the limit). */
-  error: () => ArchiveError;
-}
 
 /** One zstd member, decoded as its bytes arrive; output goes to `onData` (views, valid during the call). */
 export class ZstdDecoder {
@@ -37,19 +31,21 @@ export class ZstdDecoder {
   constructor(
     /** For messages: `"info-….tar.zst"`. */
     private readonly what: string,
-    limit: ZstdLimit,
+    /** Its compressed size: no frame may declare more content than this may expand to. */
+    compressedSize: number,
+    limit: ExpansionLimit,
     onData: (chunk: Uint8Array) => void,
   ) {
-    this.frame = new FrameCheck(what, limit);
+    this.frame = new FrameCheck(what, limit.allowed(compressedSize), () => limit.error(compressedSize));
     const stream = createZstdDecompress({
       chunkSize: OUTPUT_CHUNK,
       params: { [constants.ZSTD_d_windowLogMax]: MAX_WINDOW_LOG },
     });
     this.zlib = new ZlibDecoder(
       stream,
-      (chunk) => {
+      (chunk, consumed) => {
         this.produced += chunk.length;
-        if (this.produced > limit.bytes) throw limit.error();
+        limit.check(this.produced, consumed);
         onData(chunk);
       },
       (err) => this.describe(err),
@@ -99,7 +95,9 @@ class FrameCheck {
 
   constructor(
     private readonly what: string,
-    private readonly limit: ZstdLimit,
+    /** The most output a frame may declare, and the refusal beyond it. */
+    private readonly maxDeclared: number,
+    private readonly overLimit: () => ArchiveError,
   ) {}
 
   push(chunk: Uint8Array): void {
@@ -170,7 +168,7 @@ class FrameCheck {
       for (let i = 0; i < sizeBytes; i++) size += h[at++]! * 2 ** (8 * i);
       declared = sizeBytes === 2 ? size + 256 : size;
     }
-    if (declared !== undefined && declared > this.limit.bytes) throw this.limit.error();
+    if (declared !== undefined && declared > this.maxDeclared) throw this.overLimit();
     if (singleSegment) window = declared ?? 0;
     if (window > MAX_ZSTD_WINDOW) {
       throw new ArchiveError(
