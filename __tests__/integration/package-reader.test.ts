@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, execSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   createReadStream,
@@ -27,7 +27,9 @@ import {
   type PackageContents,
   type PackageLimits,
 } from '../../src/conda/package-reader.js';
+import { readInfoLayer } from '../../src/conda/info-layer.js';
 import { SizeLimitError } from '../../src/oci/errors.js';
+import { formatBytes } from '../../src/util/format-bytes.js';
 import {
   bzip2,
   bzip2ZeroBomb,
@@ -51,6 +53,7 @@ import {
   type TarMember,
 } from '../helpers/archives.js';
 import { EXPECTED, FIXTURES } from '../helpers/fixtures.js';
+import { concat, END, file, header, layerAround, pax } from '../helpers/tar-craft.js';
 
 const MIB = 1024 * 1024;
 
@@ -152,6 +155,8 @@ interface Measured<T> {
   result?: T;
   error?: unknown;
   ms: number;
+  /** CPU time of the whole process (the thread pool's zlib work included). */
+  cpuMs: number;
   rssGrowthMb: number;
 }
 
@@ -164,13 +169,16 @@ async function measure<T>(fn: () => Promise<T>): Promise<Measured<T>> {
     peak = Math.max(peak, rss());
   }, 2);
   const started = performance.now();
-  const out: Measured<T> = { ms: 0, rssGrowthMb: 0 };
+  const cpu = process.cpuUsage();
+  const out: Measured<T> = { ms: 0, cpuMs: 0, rssGrowthMb: 0 };
   try {
     out.result = await fn();
   } catch (err) {
     out.error = err;
   }
   out.ms = performance.now() - started;
+  const used = process.cpuUsage(cpu);
+  out.cpuMs = (used.user + used.system) / 1000;
   clearInterval(timer);
   peak = Math.max(peak, rss());
   out.rssGrowthMb = (peak - before) / MIB;
@@ -637,7 +645,17 @@ const badCases: BadCase[] = [
     file: CONDA,
     bytes: () => conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 2 * 1024 * MIB) }),
     error:
-      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 256 MiB \(the limit for info\/; a decompression bomb\?\)/,
+      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 16\.1 MiB, the expansion limit \(100 times its 1 KiB compressed, plus 16 MiB; a decompression bomb\?\)/,
+    bomb: true,
+    sizeLimit: true,
+  },
+  {
+    title: 'zstd bomb: 2 GiB of zeros in 64 KiB, info/ limit 8 MiB below the expansion limit',
+    file: CONDA,
+    bytes: () => conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 2 * 1024 * MIB) }),
+    error:
+      /"info-bad-1\.0-0\.tar\.zst" decompresses to more than 8 MiB \(the limit for info\/; a decompression bomb\?\)/,
+    limits: { ...DEFAULT_LIMITS, infoBytes: 8 * MIB },
     bomb: true,
     sizeLimit: true,
   },
@@ -646,7 +664,8 @@ const badCases: BadCase[] = [
     file: CONDA,
     bytes: () =>
       conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 64 * 1024 * MIB) }),
-    error: /decompresses to more than 256 MiB/,
+    error:
+      /decompresses to more than 16\.1 MiB, the expansion limit \(100 times its 1 KiB compressed, plus 16 MiB/,
     bomb: true,
     sizeLimit: true,
   },
@@ -654,7 +673,7 @@ const badCases: BadCase[] = [
     title: 'zstd bomb: `head -c 1G /dev/zero | zstd`',
     file: CONDA,
     bytes: () => conda({ stem: STEM, info: zstdOfZeros(1024 * MIB) }),
-    error: /decompresses to more than 256 MiB/,
+    error: /decompresses to more than 16\.1 MiB, the expansion limit \(100 times its 549 bytes compressed/,
     bomb: true,
     sizeLimit: true,
   },
@@ -669,7 +688,7 @@ const badCases: BadCase[] = [
       block.writeUIntLE((body.length << 3) | 1, 0, 3);
       return conda({ stem: STEM, info: Buffer.concat([header, block, body]) });
     },
-    error: /decompresses to more than 256 MiB/,
+    error: /decompresses to more than 17 MiB, the expansion limit \(100 times its 10 KiB compressed/,
     sizeLimit: true,
   },
   {
@@ -690,7 +709,8 @@ const badCases: BadCase[] = [
     title: 'bzip2 bomb after the end of the tar (expansion allowance 64 MiB)',
     file: TAR_BZ2,
     bytes: () => bzip2ZeroBomb(tar([...GOOD_INFO, ...PAYLOAD]), 2 * 1024 * MIB),
-    error: /decompresses to more than 1000 times its compressed size/,
+    error:
+      /the tar archive decompresses to more than 64 MiB, the expansion limit \(100 times its 435 bytes compressed, plus 64 MiB; a decompression bomb\?\)/,
     limits: { ...DEFAULT_LIMITS, expansionAllowance: 64 * MIB },
     bomb: true,
     sizeLimit: true,
@@ -1042,4 +1062,138 @@ describe('a 30 MB package built by cph', () => {
       expect(live).toBeLessThan(PAYLOAD_MB / 2);
     },
   );
+});
+
+describe('the cost of a refusal: bombs stop at the expansion limit, within milliseconds', () => {
+  /**
+   * A tar of `count` tiny members after info/index.json (what a layer holds): one byte each, or
+   * 16 random hex digits (which gzip cannot squeeze past the expansion limit: then the member
+   * count is what stops it).
+   */
+  const tinyMembers = (count: number, random = false): Uint8Array => {
+    const parts: Uint8Array[][] = [file('info/index.json', '{}')];
+    for (let i = 0; i < count; i++) {
+      const text = random ? randomBytes(8).toString('hex') : 'a';
+      parts.push(file(`info/t/${String(i).padStart(6, '0')}`, text));
+    }
+    return concat([...parts, END]);
+  };
+  /** `(header; head -c <zeros> /dev/zero) | gzip -9`: a gzip bomb in the shape of an info layer. */
+  const gzipBomb = (zeros: number): Buffer =>
+    execSync(`cat - <(head -c ${zeros} /dev/zero) | gzip -9 -c`, {
+      input: tarHeader('info/zeros', zeros),
+      shell: '/bin/bash',
+      maxBuffer: 1 << 26,
+    });
+  const hugePax = (count: number): Uint8Array => {
+    const parts: Uint8Array[][] = [file('info/index.json', '{}')];
+    for (let i = 0; i < count; i++)
+      parts.push(pax([['comment', 'x'.repeat(65_000)]]), file(`info/p${i}`, 'p'));
+    return concat([...parts, END]);
+  };
+  const EXPANSION = (what: string) =>
+    new RegExp(
+      `${what} decompresses to more than [\\d.]+ MiB, the expansion limit \\(100 times its [\\d.]+ (bytes|KiB|MiB) compressed, plus 16 MiB; a decompression bomb\\?\\)`,
+    );
+
+  interface Cost {
+    title: string;
+    /** Builds the input (not measured). */
+    input: () => Uint8Array;
+    read: (input: Uint8Array) => Promise<unknown>;
+    error: RegExp;
+    /** Compressed size at most, to show what the attacker sends. */
+    maxInput: number;
+  }
+  const costs: Cost[] = [
+    {
+      title: '1 KB bzip2 bomb (.tar.bz2, 704 MiB of zeros)',
+      input: () => bzip2ZeroBomb(tarHeader('lib/zeros', 8 * 1024 * MIB), 704 * MIB),
+      read: (bytes) => readBytes(bytes, TAR_BZ2),
+      error: EXPANSION('the tar archive'),
+      maxInput: 1100,
+    },
+    {
+      title: 'zstd bomb (.conda info archive, `head -c 1G /dev/zero | zstd`, 33 KB)',
+      input: () => conda({ stem: STEM, info: zstdOfZeros(1024 * MIB) }),
+      read: (bytes) => readBytes(bytes, CONDA),
+      error: EXPANSION('"info-bad-1\\.0-0\\.tar\\.zst"'),
+      maxInput: 40_000,
+    },
+    {
+      title: 'zstd bomb declaring a 128 MiB window (.conda, 4 GiB of RLE blocks)',
+      input: () =>
+        conda({ stem: STEM, info: zstdZeroBomb(tarHeader('info/index.json', 100), 4 * 1024 * MIB, 27) }),
+      read: (bytes) => readBytes(bytes, CONDA),
+      error: EXPANSION('"info-bad-1\\.0-0\\.tar\\.zst"'),
+      maxInput: 140_000,
+    },
+    {
+      title: 'gzip bomb in an info layer, read whole (500 MiB of zeros in 496 KiB)',
+      input: () => gzipBomb(500 * MIB),
+      read: (bytes) => readInfoLayer(bytes),
+      error: EXPANSION('the info layer'),
+      maxInput: 500 * 1024,
+    },
+    {
+      title: 'gzip bomb in an info layer, streamed in 64 KiB chunks',
+      input: () => gzipBomb(500 * MIB),
+      read: (bytes) => readInfoLayer(chunked(bytes, [64 * 1024])),
+      error: EXPANSION('the info layer'),
+      maxInput: 500 * 1024,
+    },
+    {
+      title: 'an info layer of 150,000 one-byte members (1.2 MiB, 147 MiB of tar)',
+      input: () => layerAround(tinyMembers(150_000)),
+      read: (bytes) => readInfoLayer(chunked(bytes, [64 * 1024])),
+      error: EXPANSION('the info layer'),
+      maxInput: 1300 * 1024,
+    },
+    {
+      title: 'an info layer of 150,000 members of 16 random hex digits',
+      input: () => layerAround(tinyMembers(150_000, true)),
+      read: (bytes) => readInfoLayer(chunked(bytes, [64 * 1024])),
+      error: /the info layer: it has more than 100000 members \(tar rule "member-count"\)/,
+      maxInput: 8 * MIB,
+    },
+    {
+      title: 'an info layer with a pax header declaring 1 GiB',
+      input: () => layerAround(concat([header({ name: 'PaxHeader/x', type: 'x', size: 1024 * MIB }), END])),
+      read: (bytes) => readInfoLayer(bytes),
+      error: /an extended header of 1 GiB at byte 0 \(more than 64 KiB\) \(tar rule "extended-header"\)/,
+      maxInput: 1024,
+    },
+    {
+      title: 'an info layer of 2,000 pax headers of 64 KiB each',
+      input: () => layerAround(hugePax(2000)),
+      read: (bytes) => readInfoLayer(bytes),
+      error: EXPANSION('the info layer'),
+      maxInput: 400 * 1024,
+    },
+  ];
+
+  test.each(costs)('$title', async ({ title, input, read, error, maxInput }) => {
+    const bytes = input();
+    expect(bytes.length).toBeLessThanOrEqual(maxInput);
+    const measured = await measure(() => read(bytes));
+    expect(measured.error, 'accepted').toBeInstanceOf(Error);
+    expect((measured.error as Error).message).toMatch(error);
+    console.log(
+      `${title}: ${formatBytes(bytes.length)} refused in ${measured.cpuMs.toFixed(0)} ms of CPU (${measured.ms.toFixed(0)} ms wall), RSS +${measured.rssGrowthMb.toFixed(1)} MiB`,
+    );
+    // Measured on 2 shared cores: 10-200 ms of CPU and under 40 MiB; the bounds leave room for load.
+    expect(measured.cpuMs).toBeLessThan(1500);
+    expect(measured.rssGrowthMb).toBeLessThan(100);
+  });
+
+  test('an info layer of 50,000 one-byte members (411 KiB) is read, at bounded cost', async () => {
+    const bytes = layerAround(tinyMembers(50_000));
+    const measured = await measure(() => readInfoLayer(bytes));
+    expect(measured.error).toBeUndefined();
+    console.log(
+      `50,000 one-byte members (${formatBytes(bytes.length)}): read in ${measured.cpuMs.toFixed(0)} ms of CPU (${measured.ms.toFixed(0)} ms wall), RSS +${measured.rssGrowthMb.toFixed(1)} MiB`,
+    );
+    expect(measured.cpuMs).toBeLessThan(3000);
+    expect(measured.rssGrowthMb).toBeLessThan(150);
+  });
 });

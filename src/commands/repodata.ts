@@ -18,6 +18,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ArchiveError } from '../conda/archive-error.js';
 import { readPackageManifest, type PackageManifestInfo } from '../conda/artifact.js';
 import { readInfoLayer } from '../conda/info-layer.js';
 import {
@@ -298,6 +299,7 @@ function jsonText(value: unknown, what: string): string {
  * the registry's (those fail the subdir rather than leave run_exports out).
  */
 function isContentError(err: unknown): boolean {
+  if (err instanceof ArchiveError) return true; // the layer's gzip, tar and limits (info-layer.ts)
   if (err instanceof OciError) return err.code === 'SIZE_LIMIT';
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string') return true;

@@ -65,6 +65,8 @@ export class Bzip2Decoder {
   private input = new Uint8Array(0);
   private inputEnd = 0;
   private bytePos = 0;
+  /** Input bytes consumed and dropped from `input`. */
+  private dropped = 0;
   private bitBuffer = 0;
   private bitCount = 0;
   private inputEnded = false;
@@ -97,6 +99,14 @@ export class Bzip2Decoder {
     return this.produced + this.outFill;
   }
 
+  /**
+   * Compressed bytes consumed so far. While a block's output is handed out, that block has been
+   * consumed whole: the count is a function of the data, not of how it was chunked.
+   */
+  get bytesIn(): number {
+    return this.dropped + this.bytePos;
+  }
+
   push(chunk: Uint8Array): void {
     this.append(chunk);
     this.decodeAvailable();
@@ -123,6 +133,7 @@ export class Bzip2Decoder {
         this.input = next;
       }
       this.inputEnd = pending;
+      this.dropped += this.bytePos;
       this.bytePos = 0;
     }
     this.input.set(chunk, this.inputEnd);

@@ -1,5 +1,5 @@
 /**
- * The info/ folder of a package: the rules every archive member must follow, the collection of
+ * The info/ folder of a package: what its members must be beyond the tar policy, the collection of
  * info/ members (bounded), and the deterministic `info.tar.gz` that becomes the package's second
  * OCI layer (SPEC §4).
  */
@@ -8,13 +8,7 @@ import tarStream from 'tar-stream';
 import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError, quote } from './archive-error.js';
 import { formatBytes } from '../util/format-bytes.js';
-import {
-  normalizeMemberPath,
-  resolveSymlink,
-  type TarDataSink,
-  type TarEntry,
-  type TarEntryType,
-} from './tar-reader.js';
+import { normalizeMemberPath, resolveSymlink, type TarDataSink, type TarEntry } from './tar-reader.js';
 
 export const INFO_DIR = 'info';
 export const INDEX_JSON = 'info/index.json';
@@ -35,74 +29,22 @@ export function isInfoPath(path: string): boolean {
   return path === INFO_DIR || path.startsWith(`${INFO_DIR}/`);
 }
 
+/** The most members info/ may have: real packages have tens (recipe and test folders, a few thousand at most). */
+export const MAX_INFO_MEMBERS = 100_000;
+
 /**
- * Rules for every member of one tar archive: member count, duplicates, members inside something
- * that is not a directory (a symlink, a file), links that leave the archive, or leave info/ when
- * they live in info/.
+ * What a member of info/ must be on top of the tar policy (tar-reader.ts): links in info/ stay in
+ * info/, so that reading info/ never needs the payload.
  */
-export class MemberRules {
-  private readonly seen = new Map<string, TarEntryType>();
-  private count = 0;
-
-  constructor(
-    private readonly maxMembers: number,
-    private readonly what: string,
-  ) {}
-
-  check(entry: TarEntry): void {
-    if (++this.count > this.maxMembers) {
-      throw new ArchiveError(`${this.what} has more than ${this.maxMembers} members`, {
-        cause: new SizeLimitError(`${this.what} member count`, this.maxMembers),
-      });
-    }
-    const { path, name } = entry;
-    if (path === '') return; // the archive root, "./"
-    const earlier = this.seen.get(path);
-    if (earlier !== undefined) {
-      if (earlier === 'directory' && entry.type === 'directory') return; // harmless, tarfile writes no such thing
-      throw new ArchiveError(`member ${quote(name)} appears twice in ${this.what}`);
-    }
-    for (let slash = path.indexOf('/'); slash !== -1; slash = path.indexOf('/', slash + 1)) {
-      const parent = path.slice(0, slash);
-      const type = this.seen.get(parent);
-      if (type === 'symlink') {
-        throw new ArchiveError(
-          `member ${quote(name)} would be written through the symbolic link ${quote(parent)}`,
-        );
-      }
-      if (type !== undefined && type !== 'directory') {
-        throw new ArchiveError(`member ${quote(name)} is inside ${quote(parent)}, which is not a directory`);
-      }
-    }
-    const inInfo = isInfoPath(path);
-    if (entry.type === 'symlink') {
-      const target = entry.linkName ?? '';
-      const resolved = resolveSymlink(path, target);
-      if (resolved === undefined) {
-        throw new ArchiveError(`symbolic link ${quote(name)} -> ${quote(target)} escapes the archive`);
-      }
-      if (inInfo && !isInfoPath(resolved)) {
-        throw new ArchiveError(`symbolic link ${quote(name)} -> ${quote(target)} points outside info/`);
-      }
-    } else if (entry.type === 'hardlink') {
-      const target = entry.linkName ?? '';
-      let resolved: string;
-      try {
-        resolved = normalizeMemberPath(target);
-      } catch {
-        throw new ArchiveError(`hard link ${quote(name)} -> ${quote(target)} escapes the archive`);
-      }
-      if (inInfo && !isInfoPath(resolved)) {
-        throw new ArchiveError(`hard link ${quote(name)} -> ${quote(target)} points outside info/`);
-      }
-      const type = this.seen.get(resolved);
-      if (type !== 'file' && type !== 'hardlink') {
-        throw new ArchiveError(
-          `hard link ${quote(name)} -> ${quote(target)} does not point to an earlier file of the archive`,
-        );
-      }
-    }
-    this.seen.set(path, entry.type);
+export function checkInfoLink(entry: TarEntry): void {
+  const { name, path } = entry;
+  if (!isInfoPath(path)) return;
+  const target = entry.linkName ?? '';
+  if (entry.type === 'symlink' && !isInfoPath(resolveSymlink(path, target) ?? '')) {
+    throw new ArchiveError(`symbolic link ${quote(name)} -> ${quote(target)} points outside info/`);
+  }
+  if (entry.type === 'hardlink' && !isInfoPath(normalizeMemberPath(target))) {
+    throw new ArchiveError(`hard link ${quote(name)} -> ${quote(target)} points outside info/`);
   }
 }
 
@@ -118,16 +60,9 @@ export class InfoCollector {
   private bytes = 0;
   private members = 0;
 
-  constructor(
-    private readonly limits: InfoLimits,
-    /**
-     * True when the chunks handed to the sinks stay valid (views of a whole decompressed
-     * archive): a member that arrives in one chunk is then kept as that view, not copied.
-     */
-    private readonly stableChunks = false,
-  ) {}
+  constructor(private readonly limits: InfoLimits) {}
 
-  /** Takes an info/ member (already checked by MemberRules) and returns the sink for its data. */
+  /** Takes an info/ member (already checked by the tar policy) and returns the sink for its data. */
   entry(entry: TarEntry): TarDataSink | undefined {
     if (++this.members > this.limits.infoMembers) {
       throw new ArchiveError(`info/ has more than ${this.limits.infoMembers} members`, {
@@ -171,21 +106,15 @@ export class InfoCollector {
         }
         this.bytes += entry.size;
         const mode = entry.mode & 0o111 ? 0o755 : 0o644;
-        let data: Uint8Array | undefined;
+        const data = new Uint8Array(entry.size);
         let fill = 0;
         return {
           data: (chunk) => {
-            if (data === undefined && this.stableChunks && chunk.length === entry.size) {
-              data = chunk;
-              fill = chunk.length;
-              return;
-            }
-            data ??= new Uint8Array(entry.size);
             data.set(chunk, fill);
             fill += chunk.length;
           },
           end: () => {
-            this.entries.set(path, { path, type: 'file', mode, data: data ?? new Uint8Array(0) });
+            this.entries.set(path, { path, type: 'file', mode, data });
           },
         };
       }
@@ -223,6 +152,11 @@ const GZIP_OPTIONS = { level: 9, mem: 8, mtime: 0 } as const;
  * with mtime 0, no file name and OS byte 3, so the same package always gives the same bytes.
  */
 export async function buildInfoTarGz(entries: readonly InfoEntry[]): Promise<Uint8Array> {
+  return gzipInfoTar(await packInfoTar(entries));
+}
+
+/** The tar of the info layer (see buildInfoTarGz). */
+export async function packInfoTar(entries: readonly InfoEntry[]): Promise<Uint8Array> {
   const sorted = entries
     .map((entry) => ({ entry, key: Buffer.from(entry.path, 'utf8') }))
     .sort((a, b) => Buffer.compare(a.key, b.key))
@@ -256,5 +190,10 @@ export async function buildInfoTarGz(entries: readonly InfoEntry[]): Promise<Uin
   }
   pack.finalize();
   await collected;
-  return gzipSync(Buffer.concat(chunks), GZIP_OPTIONS);
+  return Buffer.concat(chunks);
+}
+
+/** The gzip of the info layer's tar (see buildInfoTarGz). */
+export function gzipInfoTar(tar: Uint8Array): Uint8Array {
+  return gzipSync(tar, GZIP_OPTIONS);
 }

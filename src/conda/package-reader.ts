@@ -5,12 +5,15 @@
  * access, no temporary file, memory bounded by the limits below whatever the package size.
  *
  * - .conda: the zip is walked by its local headers (zip-stream.ts) and cross-checked with its
- *   central directory at the end; `info-<stem>.tar.zst` is decompressed (zstd.ts) and read as
- *   tar; `pkg-<stem>.tar.zst` is only hashed and CRC-checked, never decompressed.
- * - .tar.bz2: bzip2 (bzip2.ts) into tar (tar-reader.ts); every member name and link is checked,
- *   info/ members are kept, the rest is drained.
+ *   central directory at the end; `info-<stem>.tar.zst` is decompressed as it arrives (zstd.ts,
+ *   Node's libzstd) and read as tar; `pkg-<stem>.tar.zst` is only hashed and CRC-checked, never
+ *   decompressed.
+ * - .tar.bz2: bzip2 (bzip2.ts) into tar; every member name and link is checked, info/ members are
+ *   kept, the rest is drained.
  *
- * Every problem with the package ends in a PackageError that names the file.
+ * All tar goes through the one tar policy (tar-reader.ts), all decompression through the
+ * expansion limit (expansion.ts). Every problem with the package ends in a PackageError that
+ * names the file.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -20,17 +23,20 @@ import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError, quote } from './archive-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { Bzip2Decoder } from './bzip2.js';
+import { DEFAULT_EXPANSION, ExpansionLimit, type ExpansionLimits } from './expansion.js';
+import { DEFAULT_INFO_LAYER_LIMITS, readInfoLayer } from './info-layer.js';
 import {
   buildInfoTarGz,
+  checkInfoLink,
   INDEX_JSON,
   InfoCollector,
   isInfoPath,
-  MemberRules,
+  MAX_INFO_MEMBERS,
   RUN_EXPORTS_JSON,
 } from './info-tarball.js';
 import { TarReader } from './tar-reader.js';
 import { ZipStreamReader, type ZipMember, type ZipMemberSink } from './zip-stream.js';
-import { DEFAULT_ZSTD_DECODE_MS, ZstdMemberDecoder } from './zstd.js';
+import { ZstdDecoder } from './zstd.js';
 
 const MIB = 1024 * 1024;
 
@@ -47,16 +53,13 @@ export interface PackageLimits {
   /** Members of any one tar archive (a .tar.bz2, or the info archive of a .conda). */
   archiveMembers?: number;
   /**
-   * .tar.bz2 only, whose payload must be decompressed to check its member names: the tar may be
-   * at most `expansionRatio` times the compressed bytes read so far plus `expansionAllowance`.
+   * The expansion limit (expansion.ts) of what is decompressed: the tar of a .tar.bz2 may be at
+   * most `expansionRatio` times the compressed bytes read so far plus `expansionAllowance`; the
+   * same for the info archive of a .conda (of its compressed size), and for the info layer
+   * built from the package (so that the info layer reader, with the same limit, reads it).
    */
   expansionRatio?: number;
   expansionAllowance?: number;
-  /**
-   * .conda only: milliseconds the zstd decoding of the info archive may take in all (a crafted
-   * archive can cost far more CPU than its size suggests; see zstd.ts).
-   */
-  infoDecodeMs?: number;
 }
 
 /**
@@ -67,19 +70,16 @@ export interface PackageLimits {
  * - 100,000 info/ members: real packages have tens (recipe and test folders, a few thousand at most).
  * - 1,000,000 members per archive: the largest packages hold a few hundred thousand files; this
  *   bounds the memory of the duplicate and link checks (~100 MB of names).
- * - .tar.bz2 expansion 1000:1 beyond 1 GiB: real payloads compress 2-20:1; bzip2 can reach
- *   ~1,000,000:1 on zeros. A package under 1 GiB uncompressed is never refused by this rule.
- * - zstd decoding of info/ 10 s: real info archives take milliseconds (the 256 MiB limit about a
- *   second); crafted match lengths could otherwise cost minutes.
+ * - expansion 100:1 plus 16 MiB (DEFAULT_EXPANSION, see expansion.ts): real payloads compress
+ *   2-20:1, bzip2 reaches ~1,000,000:1 on zeros; a bomb stops after ~0.1 s of decoding.
  */
 export const DEFAULT_LIMITS: Readonly<Required<PackageLimits>> = Object.freeze({
   infoBytes: 256 * MIB,
   indexJsonBytes: 1 * MIB,
-  infoMembers: 100_000,
+  infoMembers: MAX_INFO_MEMBERS,
   archiveMembers: 1_000_000,
-  expansionRatio: 1000,
-  expansionAllowance: 1024 * MIB,
-  infoDecodeMs: DEFAULT_ZSTD_DECODE_MS,
+  expansionRatio: DEFAULT_EXPANSION.ratio,
+  expansionAllowance: DEFAULT_EXPANSION.floor,
 });
 
 /** info/index.json, type-checked for the fields this project relies on; other keys are kept as read. */
@@ -177,11 +177,12 @@ export async function readPackage(
   let size = 0;
   const iterator = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
   let reading = false;
+  let parser: Parser | undefined;
   try {
     const format = packageFormat(name);
     if (format === undefined) throw new ArchiveError(NOT_A_PACKAGE_NAME);
     const all = withDefaults(limits);
-    const parser = format === 'conda' ? new CondaParser(name, all) : new TarBz2Parser(all);
+    parser = format === 'conda' ? new CondaParser(name, all) : new TarBz2Parser(all);
     for (;;) {
       reading = true;
       const next = await iterator.next();
@@ -195,12 +196,14 @@ export async function readPackage(
       md5.update(chunk);
       size += chunk.length;
       parser.push(chunk);
+      await parser.settle();
     }
-    const info = parser.end();
+    const info = await parser.end();
     const contents = await describe(name, format, info, all);
     const hex = sha256 ? sha256.digest('hex') : options.verifiedSha256!;
     return { ...contents, sha256: hex, md5: md5.digest('hex'), size };
   } catch (err) {
+    parser?.destroy();
     if (reading) throw err; // an error of the input itself, unchanged
     await closeQuietly(iterator);
     throw toPackageError(name, err);
@@ -225,7 +228,15 @@ export async function readPackageFile(path: string, limits?: PackageLimits): Pro
 
 interface Parser {
   push(chunk: Uint8Array): void;
-  end(): InfoCollector;
+  /** Waits for the decoding of what was pushed that runs off the main thread (zstd). */
+  settle(): Promise<void>;
+  end(): Promise<InfoCollector>;
+  /** Stops any decoding still running (the read failed). */
+  destroy(): void;
+}
+
+function expansionOf(limits: Required<PackageLimits>): ExpansionLimits {
+  return { ratio: limits.expansionRatio, floor: limits.expansionAllowance };
 }
 
 class CondaParser implements Parser {
@@ -233,6 +244,8 @@ class CondaParser implements Parser {
   private readonly stem: string;
   private readonly info: InfoCollector;
   private metadata: Uint8Array | undefined;
+  /** The info archive while it is being decoded: its zstd decoder, and whether all of it was written. */
+  private infoArchive: { zstd: ZstdDecoder; tar: TarReader; written: boolean } | undefined;
   private infoRead = false;
   private payloadSeen = false;
 
@@ -241,16 +254,30 @@ class CondaParser implements Parser {
     private readonly limits: Required<PackageLimits>,
   ) {
     this.stem = fileName.slice(0, -'.conda'.length);
-    // The info archive is decompressed whole and read in one push: members can stay views of it.
-    this.info = new InfoCollector(limits, true);
+    this.info = new InfoCollector(limits);
   }
 
   push(chunk: Uint8Array): void {
     this.zip.push(chunk);
   }
 
-  end(): InfoCollector {
+  async settle(): Promise<void> {
+    const archive = this.infoArchive;
+    if (archive === undefined) return;
+    await archive.zstd.settle();
+    if (!archive.written) return;
+    archive.tar.end();
+    this.infoArchive = undefined;
+    this.infoRead = true;
+  }
+
+  destroy(): void {
+    this.infoArchive?.zstd.destroy();
+  }
+
+  async end(): Promise<InfoCollector> {
     this.zip.end();
+    await this.settle();
     if (this.metadata === undefined) throw new ArchiveError('the .conda has no metadata.json');
     if (!this.infoRead) throw new ArchiveError(`the .conda has no ${quote(`info-${this.stem}.tar.zst`)}`);
     if (!this.payloadSeen) throw new ArchiveError(`the .conda has no ${quote(`pkg-${this.stem}.tar.zst`)}`);
@@ -296,38 +323,47 @@ class CondaParser implements Parser {
 
   private infoMember(member: ZipMember): ZipMemberSink {
     const what = quote(member.name);
+    const { infoBytes } = this.limits;
     // zstd can only grow incompressible data by a few bytes per 128 KiB block.
-    const maxCompressed = this.limits.infoBytes + Math.ceil(this.limits.infoBytes / 1024) + 1024;
+    const maxCompressed = infoBytes + Math.ceil(infoBytes / 1024) + 1024;
     if (member.size > maxCompressed) {
       throw new ArchiveError(
-        `${what} is ${formatBytes(member.size)}, more than the limit of ${formatBytes(this.limits.infoBytes)} for info/`,
-        { cause: new SizeLimitError(what, this.limits.infoBytes) },
+        `${what} is ${formatBytes(member.size)}, more than the limit of ${formatBytes(infoBytes)} for info/`,
+        { cause: new SizeLimitError(what, infoBytes) },
       );
     }
-    const zstd = new ZstdMemberDecoder(member.size, this.limits.infoBytes, what, this.limits.infoDecodeMs);
+    const limit = new ExpansionLimit(what, expansionOf(this.limits), {
+      bytes: infoBytes,
+      error: () =>
+        new ArchiveError(
+          `${what} decompresses to more than ${formatBytes(infoBytes)} (the limit for info/; a decompression bomb?)`,
+          { cause: new SizeLimitError(`${what} (decompressed)`, infoBytes) },
+        ),
+    });
+    const tar = new TarReader(
+      {
+        entry: (entry) => {
+          if (entry.path === '') return undefined;
+          if (!isInfoPath(entry.path)) {
+            throw new ArchiveError(
+              `the info archive ${what} holds ${quote(entry.name)}, which is outside info/`,
+            );
+          }
+          checkInfoLink(entry);
+          return this.info.entry(entry);
+        },
+      },
+      `the info archive ${what}`,
+      { maxMembers: this.limits.archiveMembers },
+    );
+    const zstd = new ZstdDecoder(what, member.size, limit, (chunk) => tar.push(chunk));
+    const archive = { zstd, tar, written: false };
+    this.infoArchive = archive;
     return {
-      data: (chunk) => zstd.push(chunk),
+      data: (chunk) => archive.zstd.write(chunk),
       end: () => {
-        const tar = zstd.end();
-        const rules = new MemberRules(this.limits.archiveMembers, `the info archive ${what}`);
-        const reader = new TarReader(
-          {
-            entry: (entry) => {
-              rules.check(entry);
-              if (entry.path === '') return undefined;
-              if (!isInfoPath(entry.path)) {
-                throw new ArchiveError(
-                  `the info archive ${what} holds ${quote(entry.name)}, which is outside info/`,
-                );
-              }
-              return this.info.entry(entry);
-            },
-          },
-          `the info archive ${what}`,
-        );
-        reader.push(tar);
-        reader.end();
-        this.infoRead = true;
+        archive.zstd.end();
+        archive.written = true;
       },
     };
   }
@@ -335,45 +371,44 @@ class CondaParser implements Parser {
 
 class TarBz2Parser implements Parser {
   private readonly info: InfoCollector;
-  private readonly rules: MemberRules;
   private readonly tar: TarReader;
   private readonly bzip2: Bzip2Decoder;
-  private compressed = 0;
 
-  constructor(private readonly limits: Required<PackageLimits>) {
+  constructor(limits: Required<PackageLimits>) {
     this.info = new InfoCollector(limits);
-    this.rules = new MemberRules(limits.archiveMembers, 'the package');
     this.tar = new TarReader(
       {
         entry: (entry) => {
-          this.rules.check(entry);
-          return isInfoPath(entry.path) ? this.info.entry(entry) : undefined;
+          if (!isInfoPath(entry.path)) return undefined;
+          checkInfoLink(entry);
+          return this.info.entry(entry);
         },
       },
       'the tar archive',
+      { maxMembers: limits.archiveMembers },
     );
+    const limit = new ExpansionLimit('the tar archive', expansionOf(limits));
     this.bzip2 = new Bzip2Decoder((chunk) => {
-      const allowed = this.limits.expansionRatio * this.compressed + this.limits.expansionAllowance;
-      if (this.bzip2.bytesOut > allowed) {
-        throw new ArchiveError(
-          `the tar archive decompresses to more than ${this.limits.expansionRatio} times its compressed size (a decompression bomb?)`,
-          { cause: new SizeLimitError('the decompressed tar archive', Math.floor(allowed)) },
-        );
-      }
+      limit.check(this.bzip2.bytesOut, this.bzip2.bytesIn);
       this.tar.push(chunk);
     });
   }
 
   push(chunk: Uint8Array): void {
-    this.compressed += chunk.length;
     this.bzip2.push(chunk);
   }
 
-  end(): InfoCollector {
+  settle(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async end(): Promise<InfoCollector> {
     this.bzip2.end();
     this.tar.end();
     return this.info;
   }
+
+  destroy(): void {}
 }
 
 async function describe(
@@ -398,17 +433,39 @@ async function describe(
       `the file name does not match info/index.json, which gives name ${quote(index.name)}, version ${quote(index.version)}, build ${quote(index.build)}: expected ${quote(expected)}`,
     );
   }
+  const infoTarGz = await buildInfoTarGz(info.list());
+  await checkReadsBack(infoTarGz, limits);
   const contents: Omit<PackageContents, 'sha256' | 'md5' | 'size'> = {
     fileName,
     format,
     indexJson,
     index,
-    infoTarGz: await buildInfoTarGz(info.list()),
+    infoTarGz,
   };
   const runExports = info.read(RUN_EXPORTS_JSON);
   if (runExports !== undefined) contents.runExports = parseJson(runExports, RUN_EXPORTS_JSON);
   if (index.timestamp !== undefined) contents.timestamp = timestampMs(index.timestamp);
   return contents;
+}
+
+/**
+ * The info layer must read back with the reader repodata uses (info-layer.ts: the same tar policy,
+ * the same expansion limit): a package whose info/ expands more in gzip than that limit allows
+ * is refused here rather than published without its run_exports.
+ */
+async function checkReadsBack(infoTarGz: Uint8Array, limits: Required<PackageLimits>): Promise<void> {
+  try {
+    await readInfoLayer(infoTarGz, {
+      ...DEFAULT_INFO_LAYER_LIMITS,
+      members: limits.infoMembers,
+      expansion: expansionOf(limits),
+    });
+  } catch (err) {
+    if (!(err instanceof ArchiveError)) throw err;
+    throw new ArchiveError(`the info layer built from this package cannot be read back: ${err.problem}`, {
+      cause: err.cause ?? err,
+    });
+  }
 }
 
 /** Type checks of info/index.json; the message names the key and what it holds. */
