@@ -109,6 +109,12 @@ const UPLOAD_OPTIONS = {
     default: 'public-good',
     defaultText: "by the repository's visibility, as actions/attest chooses; else public-good",
   }),
+  feedstockToken: text('feedstock-token', {
+    help: "With request-validation: the feedstock's conda-forge feedstock token, sent in the dispatch so the validating side can check who asks.",
+    placeholder: '<token>',
+    env: ['CONDA_OCI_FEEDSTOCK_TOKEN'],
+    secret: true,
+  }),
   requestValidation: text('request-validation', {
     help: 'Afterwards, send a repository_dispatch (conda-oci-validate) with the uploaded artifacts to this repository.',
     placeholder: '<owner>/<repo>',
@@ -230,6 +236,7 @@ async function askForValidation(
     ...(repository ? { repository, feedstock: repository.split('/')[1]!.replace(/-feedstock$/, '') } : {}),
     ...(options.revision ? { sha: options.revision } : {}),
     ...(options.run ? { run: options.run } : {}),
+    ...(options.feedstockToken ? { feedstock_token: options.feedstockToken } : {}),
   });
   const count = Object.keys(request.outputs).length;
   // Nothing was staged: there is nothing to validate, and the failures are reported already.

@@ -18,6 +18,8 @@ export interface ValidationRequest {
   repository?: string;
   sha?: string;
   run?: string;
+  /** conda-forge's feedstock token, for a validating side that checks tokens (never logged there). */
+  feedstock_token?: string;
 }
 
 export function validationRequest(
@@ -66,7 +68,7 @@ export function splitRequest(
 
 /**
  * Sends the dispatch (one per part when the outputs map is too large for one payload).
- * The payload has 7 top-level keys, within GitHub's limit of 10. Returns how many were sent.
+ * The payload has at most 8 top-level keys, within GitHub's limit of 10. Returns how many were sent.
  */
 export async function requestValidation(
   api: GitHubApi,
