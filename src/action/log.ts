@@ -5,6 +5,7 @@
  */
 import * as core from '@actions/core';
 import type { Reporter } from '../commands/report.js';
+import { steppedProgress } from '../util/progress-text.js';
 import { redact } from '../redact.js';
 import { inertLines } from '../util/workflow-text.js';
 
@@ -14,16 +15,11 @@ export function logText(text: string): void {
 }
 
 export function actionsReporter(): Reporter {
-  const lastStep = new Map<string, number>();
   return {
     info: logText,
     // core.warning escapes newlines and `%` in its message: one annotation, never a command.
     warn: (m) => core.warning(redact(m)),
-    progress(label, done, total) {
-      const step = Math.floor((done / total) * 4);
-      if (lastStep.get(label) === step && done !== total) return;
-      lastStep.set(label, step);
-      logText(`${label}: ${Math.round((done / total) * 100)}% of ${(total / 1048576).toFixed(1)} MiB`);
-    },
+    // A line per quarter of each piece of work, with its rate and the time left.
+    progress: steppedProgress(4, logText),
   };
 }

@@ -60,18 +60,35 @@ export async function main(argv: string[], environment: Partial<Environment> = {
   }
 }
 
-/** Counters that are sizes, said in human units. */
-const BYTE_COUNTERS = new Set(['bytesSent', 'httpBytesSent', 'httpBytesReceived']);
+/** How the summary's counters read in prose (the result document keeps its keys). */
+const COUNTER_WORDS: Record<string, (n: number) => string> = {
+  bytesSent: (n) => `${formatBytes(n)} sent`,
+  httpBytesSent: (n) => `${formatBytes(n)} sent over HTTP`,
+  httpBytesReceived: (n) => `${formatBytes(n)} received over HTTP`,
+  requests: (n) => `${n} request${n === 1 ? '' : 's'}`,
+};
 
 function printSummary(result: CommandResult): void {
   if (result.command === 'serve') return;
   const counts = Object.entries(result.summary)
     .filter(([k]) => k !== 'total')
-    .map(([k, v]) => (BYTE_COUNTERS.has(k) ? `${formatBytes(v)} ${k}` : `${v} ${k}`))
+    .map(([k, v]) => COUNTER_WORDS[k]?.(v) ?? `${v} ${k}`)
     .join(', ');
   writeStderr(`${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}`);
+  const where = (a: { subdir: string; file: string }) => `${a.subdir ? `${a.subdir}/` : ''}${a.file}`;
+  for (const a of result.artifacts.filter((x) => x.status === 'skipped'))
+    writeStderr(`  skipped ${where(a)}: ${a.error ?? ''}`);
   for (const a of result.artifacts.filter((x) => x.status === 'failed')) {
-    writeStderr(`  FAILED ${a.subdir ? `${a.subdir}/` : ''}${a.file}: ${a.error ?? ''}`);
-    for (const c of a.checks?.filter((x) => !x.ok) ?? []) writeStderr(`    ${c.name}: ${c.detail}`);
+    const failedChecks = a.checks?.filter((x) => !x.ok) ?? [];
+    // Failed checks are the reasons; the error repeats the first one.
+    // An error that starts with the file name says it once, after the label.
+    const error = (a.error ?? '').startsWith(`${a.file}: `)
+      ? a.error!.slice(a.file.length + 2)
+      : (a.error ?? '');
+    if (failedChecks.length === 0) writeStderr(`  FAILED ${where(a)}: ${error}`);
+    else {
+      writeStderr(`  FAILED ${where(a)}:`);
+      for (const c of failedChecks) writeStderr(`    ${c.name}: ${c.detail}`);
+    }
   }
 }

@@ -1,7 +1,11 @@
-/** Progress and notices on stderr, with secrets cut out; transfers throttled to a line per 10%. */
-import type { Reporter } from '../commands/report.js';
+/**
+ * Progress and notices on stderr, with secrets cut out. On a terminal, long work shows live
+ * lines redrawn in place (log-update); in a log (CI, a file) a line per tenth of each piece.
+ */
+import { createLogUpdate } from 'log-update';
+import type { ProgressUnit, Reporter } from '../commands/report.js';
 import { redact } from '../redact.js';
-import { formatBytes } from '../util/format-bytes.js';
+import { progressLine, steppedProgress, type ProgressState } from '../util/progress-text.js';
 import { inertLines } from '../util/workflow-text.js';
 
 /** One message on stderr, secrets cut out; in a workflow step (where stderr is the log too) never a command. */
@@ -11,16 +15,45 @@ export function writeStderr(line: string): void {
 }
 
 export function stderrReporter(): Reporter {
-  const last = new Map<string, number>();
-  const write = writeStderr;
+  return process.stderr.isTTY && !process.env.CI ? liveReporter() : logReporter();
+}
+
+/** Plain lines: every message, and each piece of work at every tenth. */
+function logReporter(): Reporter {
   return {
-    info: write,
-    warn: (m) => write(`warning: ${m}`),
-    progress(label, done, total) {
-      const step = Math.floor((done / total) * 10);
-      if (last.get(label) === step && done !== total) return;
-      last.set(label, step);
-      write(`${label}: ${formatBytes(done)} of ${formatBytes(total)} (${Math.round((done / total) * 100)}%)`);
+    info: writeStderr,
+    warn: (m) => writeStderr(`warning: ${m}`),
+    progress: steppedProgress(10, writeStderr),
+  };
+}
+
+/** Live lines at the bottom of the terminal, redrawn at most ten times a second; messages above them. */
+function liveReporter(): Reporter {
+  const live = createLogUpdate(process.stderr, { showCursor: true });
+  const states = new Map<string, ProgressState>();
+  let drawn = 0;
+  const draw = (force = false) => {
+    const now = Date.now();
+    if (!force && now - drawn < 100) return;
+    drawn = now;
+    live(redact([...states.values()].map((s) => progressLine(s, now)).join('\n')));
+  };
+  const say = (line: string) => {
+    live.clear();
+    writeStderr(line);
+    draw(true);
+  };
+  return {
+    info: say,
+    warn: (m) => say(`warning: ${m}`),
+    progress(label, done, total, unit: ProgressUnit = 'bytes') {
+      const state = states.get(label) ?? { label, done, total, unit, startedAt: Date.now() };
+      Object.assign(state, { done, total });
+      states.set(label, state);
+      if (done >= total) {
+        states.delete(label);
+        say(progressLine(state));
+      } else draw();
     },
   };
 }

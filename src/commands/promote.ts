@@ -114,7 +114,7 @@ interface Run {
 
 export async function promote(options: PromoteOptions, context: CommandContext): Promise<CommandResult> {
   const source = context.open(options.from);
-  const target = context.open(options.to);
+  const target = context.open(options.to, { mayBeNew: true });
   const run: Run = {
     from: source.channel,
     to: target.channel,
@@ -147,7 +147,7 @@ export async function promote(options: PromoteOptions, context: CommandContext):
         status: 'failed',
         error: describeError(err),
       };
-      context.reporter.warn(`${request.file}: ${result.error}`);
+      context.reporter.warn(`${request.file}: failed (the reason is in the summary)`);
       return result;
     }
   });

@@ -1,5 +1,7 @@
 /** The `repodata` command: its options, and the record cache kept with the Actions cache. */
-import { checkSubdir } from '../conda/channel.js';
+import { channelRepository, channelUrl, checkSubdir, KNOWN_SUBDIRS, type Channel } from '../conda/channel.js';
+import type { Store } from '../oci/storage.js';
+import { UsageError } from '../usage.js';
 import { defineCommand } from '../core/command.js';
 import {
   concurrencyOption,
@@ -45,6 +47,9 @@ const REPODATA_OPTIONS = {
     only: 'action',
   }),
   verify: flag('verify', { help: 'Re-resolve every cached tag and read again what changed.' }),
+  newSubdir: flag('new-subdir', {
+    help: 'Publish repodata for a subdir conda does not know and the channel does not hold yet (otherwise refused as a likely typo).',
+  }),
   ...LABEL_OPTION,
   ...NAMING_OPTION,
   ...concurrencyOption('Registry requests', 16),
@@ -70,7 +75,9 @@ export const repodataCommand = defineCommand({
     const cacheDir =
       options.cacheDir ??
       (options.cache ? `${context.sources.env.RUNNER_TEMP ?? '/tmp'}/conda-oci-repodata-cache` : undefined);
+    for (const subdir of options.subdirs ?? []) checkSubdir(subdir);
     const { channel, store } = context.open(options.channel);
+    if (!options.newSubdir) await refuseUnknownSubdirs(options.subdirs ?? [], channel, store);
     const key = { channel: `${options.channel} ${options.label ?? ''}`, subdirs: options.subdirs };
     const actionsCache = options.cache && cacheDir ? context.cache : undefined;
     const log = {
@@ -97,3 +104,17 @@ export const repodataCommand = defineCommand({
     }
   },
 });
+
+/** A subdir nobody knows and the channel does not hold is a typo until a flag says otherwise. */
+async function refuseUnknownSubdirs(subdirs: string[], channel: Channel, store: Store): Promise<void> {
+  for (const subdir of subdirs) {
+    if (KNOWN_SUBDIRS.has(subdir)) continue;
+    const held = store.listRepositories(channelRepository(channel, subdir))[Symbol.asyncIterator]();
+    const first = await held.next();
+    await held.return?.();
+    if (first.done)
+      throw new UsageError(
+        `subdir ${subdir} is not one conda knows, and ${channelUrl(channel)} holds nothing in it: a typo? (the new-subdir option creates it)`,
+      );
+  }
+}

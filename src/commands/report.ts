@@ -3,12 +3,17 @@
  * The CLI prints these to stderr; the action sends them to the workflow log and job summary.
  */
 
+export type ProgressUnit = 'bytes' | 'items';
+
 /** Progress and notices while a command runs (never the result itself). */
 export interface Reporter {
   info(message: string): void;
   warn(message: string): void;
-  /** Bytes done of a long transfer; called often, the reporter decides how often to print. */
-  progress?(label: string, done: number, total: number): void;
+  /**
+   * How far a long piece of work is: bytes of a transfer, or items of a phase (`unit: 'items'`).
+   * Called often; the reporter decides how often to print.
+   */
+  progress?(label: string, done: number, total: number, unit?: ProgressUnit): void;
 }
 
 export const silentReporter: Reporter = { info() {}, warn() {} };

@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { buildPackageArtifact, MEDIA_TYPE_CONDA_PACKAGE_V2, readPackageManifest } from '../conda/artifact.js';
-import { channelRepository, channelUrl, isSubdir, type Channel } from '../conda/channel.js';
+import { channelRepository, channelUrl, isSubdir, KNOWN_SUBDIRS, type Channel } from '../conda/channel.js';
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
@@ -193,7 +193,7 @@ export async function upload(options: UploadOptions, context: CommandContext): P
     throw new UsageError('attest needs target-channel: the production channel the attestations name');
   const files = await expandFiles(options.files, options.cwd);
   const shadowed = tarBz2Shadowed(files);
-  const target: Target = { ...context.open(options.to), options, context };
+  const target: Target = { ...context.open(options.to, { mayBeNew: true }), options, context };
   context.reporter.info(`Uploading ${files.length} artifact(s) to ${channelUrl(target.channel)}`);
   const results = await mapLimit(files, options.concurrency, async (path) => {
     if (shadowed.has(path)) {
@@ -213,7 +213,7 @@ export async function upload(options: UploadOptions, context: CommandContext): P
         status: 'failed',
         error: describeError(err),
       };
-      context.reporter.warn(`${basename(path)}: ${result.error}`);
+      context.reporter.warn(`${basename(path)}: failed (the reason is in the summary)`);
       return result;
     }
   });
@@ -250,15 +250,25 @@ async function askForValidation(
   );
 }
 
-/** The subdir a conventional build layout implies (`build_artifacts/linux-64/x.conda`). */
+/**
+ * The subdir a conventional build layout implies (`build_artifacts/linux-64/x.conda`): only a
+ * folder named after a subdir conda knows is a claim, not any folder that looks like one
+ * (`release-files/`, `my-pkgs/`).
+ */
 function subdirHint(path: string): string | undefined {
   const parent = basename(dirname(path));
-  return isSubdir(parent) ? parent : undefined;
+  return KNOWN_SUBDIRS.has(parent) ? parent : undefined;
 }
 
 async function uploadOne(path: string, target: Target): Promise<ArtifactResult> {
   const { channel, store, options, context } = target;
   const file = basename(path);
+  // A missing file is missing, whatever its name says.
+  await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new InvalidReferenceError(
+      err.code === 'ENOENT' ? `no such file: ${path}` : `cannot read ${path}: ${err.message}`,
+    );
+  });
   const named = parseArtifactFileName(file);
   // A name the scheme cannot give this package stops it before anything is read or sent.
   options.naming.packageLocations(subdirHint(path) ?? 'noarch', named);

@@ -214,7 +214,7 @@ export async function validate(options: ValidateOptions, context: CommandContext
   const run: Run = {
     channel,
     staging,
-    ...(options.production ? { production: context.open(options.production) } : {}),
+    ...(options.production ? { production: context.open(options.production, { mayBeNew: true }) } : {}),
     proof,
     options,
     context,
@@ -369,8 +369,9 @@ function finishResult(
   result.checks = checks.checks;
   result.status = checks.passed ? 'passed' : 'failed';
   if (!checks.passed) result.error = checks.firstFailure();
+  const failed = checks.checks.filter((c) => !c.ok).map((c) => c.name);
   context.reporter[checks.passed ? 'info' : 'warn'](
-    `${request.file}: ${checks.passed ? 'passed' : `FAILED (${result.error})`}`,
+    `${request.file}: ${checks.passed ? 'passed' : `failed ${failed.join(', ')} (the reasons are in the summary)`}`,
   );
   return result;
 }

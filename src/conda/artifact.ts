@@ -142,7 +142,9 @@ export function readPackageManifest(bytes: Uint8Array, what: string): PackageMan
   const build = annotations[ANNOTATION_PACKAGE_BUILD];
   if (!name || !version || !build) fail('lacks the org.conda.package.name/version/build annotations');
   if (!isCondaName(name!) || !isCondaVersion(version!) || !isCondaBuild(build!))
-    fail(`names ${JSON.stringify(`${name} ${version} ${build}`.slice(0, 200))}, which is not a conda name, version and build`);
+    fail(
+      `names ${JSON.stringify(`${name} ${version} ${build}`.slice(0, 200))}, which is not a conda name, version and build`,
+    );
   // The title is the file name the annotations imply, or nothing: it is printed and listed, so a
   // writer must not be able to put other text there (a newline, a workflow command, another name).
   const fileName = `${name}-${version}-${build}.${format!}`;

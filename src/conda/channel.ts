@@ -8,6 +8,48 @@ import { checkRepositoryName, isHost, isLoopbackHost, isPathComponent } from '..
 
 const SUBDIR_PATTERN = /^(?:[a-z0-9]+-[a-z0-9]+|noarch)$/;
 
+/**
+ * The subdirs conda clients know (rattler's platform list, a superset of conda's and mamba's).
+ * Only these count as a claim (a build folder named after one), and only these are created on
+ * request without saying so: `linux-65` is a typo, not a platform.
+ */
+export const KNOWN_SUBDIRS: ReadonlySet<string> = new Set([
+  'noarch',
+  'linux-32',
+  'linux-64',
+  'linux-aarch64',
+  'linux-armv6l',
+  'linux-armv7l',
+  'linux-loongarch64',
+  'linux-ppc64le',
+  'linux-ppc64',
+  'linux-ppc',
+  'linux-s390x',
+  'linux-riscv32',
+  'linux-riscv64',
+  'freebsd-32',
+  'freebsd-64',
+  'freebsd-arm64',
+  'freebsd-ppc64le',
+  'freebsd-ppc64',
+  'osx-64',
+  'osx-arm64',
+  'ios-arm64',
+  'iossimulator-arm64',
+  'iossimulator-64',
+  'android-aarch64',
+  'android-armv7a',
+  'android-64',
+  'android-32',
+  'win-32',
+  'win-64',
+  'win-arm64',
+  'emscripten-wasm32',
+  'emscripten-wasm64',
+  'wasi-wasm32',
+  'zos-z',
+]);
+
 export function isSubdir(subdir: string): boolean {
   return SUBDIR_PATTERN.test(subdir);
 }

@@ -12,6 +12,16 @@ import type { SigstoreEndpoints } from '../identity/publish-attestation.js';
 import type { CommandResult, Reporter } from '../commands/report.js';
 import type { GivenOptionsOf, OptionsOf, OptionTable, Sources } from './options.js';
 
+export interface OpenOptions {
+  /** Registry connections (serve). */
+  connections?: number;
+  /**
+   * The channel may not exist yet (a destination, or production before its first package). An
+   * `oci-layout:` directory that does not exist is otherwise an error, never quietly created.
+   */
+  mayBeNew?: boolean;
+}
+
 /** What a command runs with, besides its options. */
 export interface CommandContext {
   reporter: Reporter;
@@ -19,7 +29,7 @@ export interface CommandContext {
    * The channel a URL names, with this run's label and transport applied, and its store (opened
    * once per channel, closed when the run ends).
    */
-  open(url: string, tuning?: { connections?: number }): { channel: Channel; store: Store };
+  open(url: string, how?: OpenOptions): { channel: Channel; store: Store };
   /** Parses a channel URL the same way, without opening it (usage checks before any I/O). */
   channel(url: string): Channel;
   now: () => Date;

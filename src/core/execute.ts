@@ -12,7 +12,9 @@ import { ghcrExtras } from '../github/packages.js';
 import { openStore, type StoreOptions } from '../oci/open-store.js';
 import type { Store } from '../oci/storage.js';
 import { redact, registerCredentials, registerSecret } from '../redact.js';
-import type { CommandContext } from './command.js';
+import { existsSync } from 'node:fs';
+import { UsageError } from '../usage.js';
+import type { CommandContext, OpenOptions } from './command.js';
 import { commandSpec, type CommandInput } from './commands.js';
 import { withDefaults, type Sources } from './options.js';
 
@@ -51,12 +53,14 @@ export async function execute(given: CommandInput, env: Environment): Promise<Co
   // The label applies to every channel of a run: staging's `rc` artifacts go to production's `rc`.
   const channel = (url: string): Channel =>
     parseChannel(url, { ...(label ? { label } : {}), ...(plainHttp ? { plainHttp } : {}) });
-  const open = (url: string, tuning: { connections?: number } = {}) => {
+  const open = (url: string, how: OpenOptions = {}) => {
     const known = opened.get(url);
     if (known) return known;
     const c = channel(url);
+    if (c.kind === 'layout' && !how.mayBeNew && !existsSync(c.dir))
+      throw new UsageError(`${url}: the directory ${c.dir} does not exist (a typo?)`);
     const store = openStore(c, {
-      ...tuning,
+      ...(how.connections ? { connections: how.connections } : {}),
       registryExtras: (host) => (extras && GHCR_HOSTS.has(host) ? extras : undefined),
       onRetry: (what, err, ms) =>
         env.reporter.info(`retrying ${what} in ${Math.round(ms)} ms: ${(err as Error).message}`),

@@ -90,13 +90,32 @@ export class RegistryError extends OciError {
   ) {
     const first = errors[0];
     const what = first ? `${first.code}: ${first.message}` : httpStatusText(status);
-    super(`${method} ${url} answered ${status} (${what})`, options);
+    const hint = registryHint(method, status, errors);
+    super(`${method} ${url} answered ${status} (${what})${hint ? `; ${hint}` : ''}`, options);
   }
 
   /** True when the registry's body names this distribution error code. */
   has(code: DistributionErrorCode): boolean {
     return this.errors.some((e) => e.code === code);
   }
+}
+
+/** The README's Troubleshooting advice for a registry answer, said where it happens. */
+function registryHint(method: string, status: number, errors: DistributionErrorDetail[]): string | undefined {
+  const codes = new Set(errors.map((e) => e.code));
+  if (status === 401 || codes.has('DENIED') || codes.has('UNAUTHORIZED'))
+    return status === 403
+      ? 'the package exists but belongs to someone else: link it to this repository, or use a token of its org'
+      : "the token lacks access to this repository (on GHCR, GITHUB_TOKEN reaches only packages linked to its own repository; another org's needs that org's token with write:packages)";
+  if (status === 403)
+    return 'the package exists but belongs to someone else: link it to this repository, or use a token of its org';
+  if (codes.has('MANIFEST_BLOB_UNKNOWN') || codes.has('BLOB_UNKNOWN'))
+    return 'a blob the manifest names is missing: run again (blobs go first, so a retry completes it)';
+  if (status === 404 && (codes.has('NAME_UNKNOWN') || codes.has('MANIFEST_UNKNOWN')))
+    return 'nothing is there: check the channel URL and label (staging may have been cleaned)';
+  if (status === 405 && method === 'DELETE')
+    return "this registry has no manifest DELETE (GHCR): deletion goes through GitHub's Packages API, pass github-token";
+  return undefined;
 }
 
 /** Where a copy failed: reading the source or writing the destination. */
