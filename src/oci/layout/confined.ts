@@ -12,7 +12,7 @@
  * lacks). Elsewhere each component is checked with lstat just before it is used.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, type Dirent, type Stats } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, openSync, type Dirent, type Stats } from 'node:fs';
 import {
   link,
   lstat,
@@ -70,7 +70,7 @@ export class ConfinedTree {
   /** The root, open; undefined when it does not exist (and `create` is not asked). */
   async open(create = false): Promise<OpenDir | undefined> {
     const root = await this.root();
-    const opened = await openDirectory(root, () => this.refusal('.', 'the channel directory'));
+    const opened = openDirectory(root, () => this.refusal('.', 'the channel directory'));
     if (opened !== 'missing') return new OpenDir(this, '', root, opened);
     if (!create) return undefined;
     await mkdir(root, { recursive: true });
@@ -112,26 +112,28 @@ async function resolveExisting(dir: string): Promise<string> {
   }
 }
 
-/** Opens a directory without following a link at its last component ('missing' when absent). */
-async function openDirectory(path: string, refusal: () => Error): Promise<FileHandle | null | 'missing'> {
+/**
+ * Opens a directory without following a link at its last component: its descriptor (null where
+ * paths are used instead), or 'missing'. Synchronous on purpose: opening or closing a directory
+ * is a lookup of microseconds, while each trip through libuv's thread pool cost some 100 µs on a
+ * busy runner (an operation opens every directory from the root down, and closes them again).
+ */
+function openDirectory(path: string, refusal: () => Error): number | null | 'missing' {
   if (!THROUGH_DESCRIPTORS) {
-    const info = await lstat(path).catch((err: unknown) => {
-      if (errno(err) === 'ENOENT') return undefined;
-      throw err;
-    });
+    const info = lstatSync(path, { throwIfNoEntry: false });
     if (!info) return 'missing';
     if (info.isSymbolicLink()) throw refusal();
     if (!info.isDirectory()) throw new ProtocolError(`${path} is not a directory`);
     return null;
   }
   try {
-    return await open(path, DIRECTORY_FLAGS);
+    return openSync(path, DIRECTORY_FLAGS);
   } catch (err) {
     const code = errno(err);
     if (code === 'ENOENT') return 'missing';
     if (code !== 'ELOOP' && code !== 'ENOTDIR') throw err;
     // O_NOFOLLOW with O_DIRECTORY answers a link with ENOTDIR or ELOOP: look at what is there.
-    const info = await lstat(path).catch(() => undefined);
+    const info = lstatSync(path, { throwIfNoEntry: false });
     if (!info) return 'missing';
     if (info.isSymbolicLink()) throw refusal();
     throw new ProtocolError(`${path} is not a directory`, { cause: err });
@@ -148,9 +150,9 @@ export class OpenDir {
     /** The path below the root, for messages ('' for the root). */
     readonly relative: string,
     realPath: string,
-    private readonly handle: FileHandle | null,
+    private readonly fd: number | null,
   ) {
-    this.base = handle ? `/proc/self/fd/${handle.fd}` : realPath;
+    this.base = fd === null ? realPath : `/proc/self/fd/${fd}`;
   }
 
   /** A path naming the entry `name` of this directory, for one system call. */
@@ -175,18 +177,18 @@ export class OpenDir {
   }
 
   async close(): Promise<void> {
-    await this.handle?.close();
+    if (this.fd !== null) closeSync(this.fd);
   }
 
   /** Opens the subdirectory `name`, made first if missing and `create`; undefined when missing. */
   async openChild(name: string, create = false): Promise<OpenDir | undefined> {
     const path = this.entry(name);
-    let opened = await openDirectory(path, () => this.linkRefusal(name));
+    let opened = openDirectory(path, () => this.linkRefusal(name));
     if (opened === 'missing' && create) {
       await mkdir(path).catch((err: unknown) => {
         if (errno(err) !== 'EEXIST') throw err;
       });
-      opened = await openDirectory(path, () => this.linkRefusal(name));
+      opened = openDirectory(path, () => this.linkRefusal(name));
     }
     if (opened === 'missing') return undefined;
     return new OpenDir(this.tree, this.below(name), path, opened);

@@ -147,6 +147,12 @@ async function removeAbandonedTemporaries(dir: OpenDir, entries: string[]): Prom
   }
 }
 
+/** A repository's directory and its `blobs/sha256` (undefined when that does not exist), open. */
+interface OpenRepository {
+  dir: OpenDir;
+  blobs: OpenDir | undefined;
+}
+
 class LayoutRepository implements Repository {
   private readonly parts: string[];
 
@@ -157,28 +163,41 @@ class LayoutRepository implements Repository {
     this.parts = name.split('/');
   }
 
-  /** Runs `work` in the repository's directory; undefined when it does not exist. */
-  private inRepository<T>(work: (dir: OpenDir) => Promise<T>): Promise<T | undefined> {
-    return this.tree.withDir(this.parts, work);
-  }
-
-  /** Runs `work` in the repository's `blobs/sha256`; undefined when it does not exist. */
-  private inBlobs<T>(work: (blobs: OpenDir) => Promise<T>): Promise<T | undefined> {
-    return this.tree.withDir([...this.parts, ...BLOBS], work);
+  /**
+   * Runs `work` with the repository's directory and `blobs/sha256` open, from one walk down from
+   * the root; undefined when the repository does not exist. With `create`, the directories and
+   * the layout files are made first.
+   */
+  private open<T>(work: (repository: OpenRepository) => Promise<T>, create = false): Promise<T | undefined> {
+    return this.tree.withDir(
+      this.parts,
+      async (dir) => {
+        const withBlobs = await dir.withDir(
+          BLOBS,
+          async (blobs) => {
+            if (create) await writeLayoutFiles(dir);
+            return { value: await work({ dir, blobs }) };
+          },
+          { create },
+        );
+        return withBlobs ? withBlobs.value : work({ dir, blobs: undefined });
+      },
+      { create },
+    );
   }
 
   async statBlob(digest: Digest): Promise<{ size: number } | undefined> {
-    const entry = await this.inBlobs((blobs) => blobEntry(blobs, digest));
+    const entry = await this.open(async ({ blobs }) => blobs && blobEntry(blobs, digest));
     return entry ? { size: entry.size } : undefined;
   }
 
   /** The manifest file's modification time: written when this store received it, by us. */
   async manifestTime(digest: Digest): Promise<Date | undefined> {
-    return (await this.inBlobs((blobs) => blobEntry(blobs, digest)))?.mtime;
+    return (await this.open(async ({ blobs }) => blobs && blobEntry(blobs, digest)))?.mtime;
   }
 
   async openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
-    const opened = await this.inBlobs((blobs) => blobs.openFile(digestHex(descriptor.digest)));
+    const opened = await this.open(async ({ blobs }) => blobs?.openFile(digestHex(descriptor.digest)));
     if (!opened) throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`);
     const verified = new VerifyingStream(
       descriptor,
@@ -193,7 +212,7 @@ class LayoutRepository implements Repository {
 
   async readBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, limit: number): Promise<Uint8Array> {
     if (descriptor.size > limit) throw new SizeLimitError(`blob ${descriptor.digest} of ${this.name}`, limit);
-    const bytes = await this.inBlobs((blobs) => blobs.readFile(digestHex(descriptor.digest), limit));
+    const bytes = await this.open(async ({ blobs }) => blobs?.readFile(digestHex(descriptor.digest), limit));
     if (!bytes) throw new NotFoundError(`blob ${descriptor.digest} not found in ${this.name}`);
     verifyBytes(bytes, descriptor, `blob ${descriptor.digest} of ${this.name}`);
     return new Uint8Array(bytes);
@@ -205,15 +224,16 @@ class LayoutRepository implements Repository {
     options: PushBlobOptions = {},
   ): Promise<PushOutcome> {
     if (await this.statBlob(descriptor.digest)) return { action: 'exists', bytesSent: 0 };
-    await this.ensureLayout();
-    const outcome = await this.inBlobs(async (blobs) => {
+    const outcome = await this.open(async ({ blobs }) => {
+      const into = present(blobs, this.name);
+      if (await blobEntry(into, descriptor.digest)) return { action: 'exists' as const, bytesSent: 0 };
       if (options.mountFrom) {
         const from = new LayoutRepository(this.tree, checkRepositoryName(options.mountFrom));
-        if (await from.mountInto(blobs, descriptor.digest))
+        if (await from.mountInto(into, descriptor.digest))
           return { action: 'mounted' as const, bytesSent: 0 };
       }
       const source = content instanceof Uint8Array ? bytesSource(content) : content;
-      await writeBlob(blobs, descriptor, async (output) => {
+      await writeBlob(into, descriptor, async (output) => {
         const input = await source.open(0);
         let written = 0;
         input.on('data', (chunk: Buffer) => {
@@ -223,15 +243,14 @@ class LayoutRepository implements Repository {
         await pipeline(input, new VerifyingStream(descriptor, `blob ${descriptor.digest}`), output);
       });
       return { action: 'uploaded' as const, bytesSent: descriptor.size };
-    });
-    if (!outcome) throw new NotFoundError(`${this.tree.label}/${this.name} vanished while being written`);
-    return outcome;
+    }, true);
+    return present(outcome, this.name);
   }
 
   /** Puts this repository's blob into another's `blobs/sha256`: a hard link shares the bytes; false when absent. */
   private async mountInto(target: OpenDir, digest: Digest): Promise<boolean> {
-    const mounted = await this.inBlobs(async (blobs) => {
-      if (!(await blobEntry(blobs, digest))) return false;
+    const mounted = await this.open(async ({ blobs }) => {
+      if (!blobs || !(await blobEntry(blobs, digest))) return false;
       const hex = digestHex(digest);
       const temp = tempName();
       try {
@@ -253,25 +272,35 @@ class LayoutRepository implements Repository {
   }
 
   async resolve(reference: string): Promise<Descriptor | undefined> {
-    const index = await this.readIndex();
-    if (isDigest(reference)) {
+    return this.open(async ({ dir, blobs }) => {
+      const index = await readIndexIn(dir);
+      if (!isDigest(reference)) {
+        const tagged = index.manifests.find((m) => m.annotations?.[ANNOTATION_REF_NAME] === reference);
+        return tagged ? plain(tagged) : undefined;
+      }
       const listed = index.manifests.find((m) => m.digest === reference);
       if (listed) return plain(listed);
-      if (!(await this.statBlob(reference))) return undefined;
-      return (await this.fetchManifest(reference)).descriptor;
-    }
-    const tagged = index.manifests.find((m) => m.annotations?.[ANNOTATION_REF_NAME] === reference);
-    return tagged ? plain(tagged) : undefined;
+      const bytes = blobs && (await readManifestBlob(blobs, reference, this.name));
+      if (!bytes) return undefined;
+      const mediaType = manifestMediaType(bytes, `${this.name}@${reference}`);
+      return { mediaType, digest: reference, size: bytes.length };
+    });
   }
 
   async fetchManifest(reference: string): Promise<FetchedManifest> {
-    const descriptor = isDigest(reference) ? undefined : await this.resolve(reference);
-    const digest = isDigest(reference) ? reference : descriptor?.digest;
-    if (!digest) throw new NotFoundError(`manifest ${this.name}:${reference} not found`);
-    const bytes = await this.inBlobs((blobs) => readManifestBlob(blobs, digest, this.name));
-    if (!bytes) throw new NotFoundError(`manifest ${this.name}@${digest} not found`);
-    const mediaType = descriptor?.mediaType ?? manifestMediaType(bytes, `${this.name}@${digest}`);
-    return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
+    const fetched = await this.open(async ({ dir, blobs }) => {
+      const descriptor = isDigest(reference)
+        ? undefined
+        : (await readIndexIn(dir)).manifests.find((m) => m.annotations?.[ANNOTATION_REF_NAME] === reference);
+      const digest = isDigest(reference) ? reference : descriptor?.digest;
+      if (!digest) throw new NotFoundError(`manifest ${this.name}:${reference} not found`);
+      const bytes = blobs && (await readManifestBlob(blobs, digest, this.name));
+      if (!bytes) throw new NotFoundError(`manifest ${this.name}@${digest} not found`);
+      const mediaType = descriptor?.mediaType ?? manifestMediaType(bytes, `${this.name}@${digest}`);
+      return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
+    });
+    if (!fetched) throw new NotFoundError(`manifest ${this.name}:${reference} not found`);
+    return fetched;
   }
 
   async pushManifest(manifest: ManifestBytes, tag?: string): Promise<PushedManifest> {
@@ -279,26 +308,26 @@ class LayoutRepository implements Repository {
     if (manifest.bytes.length > MANIFEST_SIZE_LIMIT)
       throw new SizeLimitError('manifest', MANIFEST_SIZE_LIMIT);
     const digest = digestOf(manifest.bytes);
-    // Like a registry: refuse a manifest whose blobs are not all here.
-    for (const child of referencedDigests(manifest)) {
-      if (!(await this.statBlob(child)))
-        throw new NotFoundError(
-          `manifest of ${this.name} points to blob ${child}, which is not in the repository (MANIFEST_BLOB_UNKNOWN)`,
-        );
-    }
-    await this.pushBlob({ digest, size: manifest.bytes.length }, manifest.bytes);
     const descriptor: Descriptor = { mediaType: manifest.mediaType, digest, size: manifest.bytes.length };
-    await this.updateIndex((manifests) => {
-      if (tag === undefined) {
-        return manifests.some((m) => m.digest === digest) ? manifests : [...manifests, descriptor];
-      }
-      const others = manifests.filter(
-        (m) =>
-          m.annotations?.[ANNOTATION_REF_NAME] !== tag &&
-          !(m.digest === digest && !m.annotations?.[ANNOTATION_REF_NAME]),
-      );
-      return [...others, { ...descriptor, annotations: { [ANNOTATION_REF_NAME]: tag } }];
+    // Like a registry: refuse a manifest whose blobs are not all here, before anything is written.
+    const children = referencedDigests(manifest);
+    const missing = await this.open(async ({ blobs }) => {
+      for (const child of children) if (!blobs || !(await blobEntry(blobs, child))) return child;
+      return null;
     });
+    if (missing !== null && (missing !== undefined || children.length > 0))
+      throw new NotFoundError(
+        `manifest of ${this.name} points to blob ${missing ?? children[0]}, which is not in the repository (MANIFEST_BLOB_UNKNOWN)`,
+      );
+    await this.open(async ({ dir, blobs }) => {
+      const into = present(blobs, this.name);
+      if (!(await blobEntry(into, digest))) await into.replaceFile(digestHex(digest), manifest.bytes);
+      await withLock(dir, async () => {
+        const index = await readIndexIn(dir);
+        const manifests = withTag(index.manifests, descriptor, tag);
+        if (manifests !== index.manifests) await writeIndex(dir, manifests);
+      });
+    }, true);
     return { descriptor, subjectIndexed: false };
   }
 
@@ -307,24 +336,20 @@ class LayoutRepository implements Repository {
    * the lock. A link anywhere in the repository stops it before anything changes.
    */
   async deleteManifest(digest: Digest): Promise<void> {
-    await this.inRepository((dir) =>
+    await this.open(({ dir, blobs }) =>
       withLock(dir, async () => {
         const entries = await dir.namesRefusingLinks();
-        const collected = await dir.withDir(BLOBS, async (blobs) => {
-          const files = await blobs.namesRefusingLinks();
-          const manifests = await removeFromIndex(dir, digest);
-          await removeAbandonedTemporaries(dir, entries);
-          await collectGarbage(blobs, files, manifests, this.name);
-          return true;
-        });
-        if (!collected) await removeFromIndex(dir, digest);
+        const files = await blobs?.namesRefusingLinks();
+        const manifests = await removeFromIndex(dir, digest);
+        await removeAbandonedTemporaries(dir, entries);
+        if (blobs && files) await collectGarbage(blobs, files, manifests, this.name);
       }),
     );
   }
 
   async *listTags(): AsyncIterable<string> {
-    const index = await this.readIndex();
-    const tags = index.manifests
+    const index = await this.open(({ dir }) => readIndexIn(dir));
+    const tags = (index?.manifests ?? [])
       .map((m) => m.annotations?.[ANNOTATION_REF_NAME])
       .filter((t): t is string => t !== undefined);
     yield* [...new Set(tags)].sort();
@@ -333,38 +358,32 @@ class LayoutRepository implements Repository {
   async referrersApi(): Promise<ImageIndex | undefined> {
     return undefined; // The layout has no referrers API: the tag-schema fallback serves.
   }
+}
 
-  // ---- layout files -----------------------------------------------------------------------
+/** index.json after a push: the manifest listed, under `tag` when given (moving it there). */
+function withTag(manifests: Descriptor[], descriptor: Descriptor, tag: string | undefined): Descriptor[] {
+  const { digest } = descriptor;
+  if (tag === undefined)
+    return manifests.some((m) => m.digest === digest) ? manifests : [...manifests, descriptor];
+  const others = manifests.filter(
+    (m) =>
+      m.annotations?.[ANNOTATION_REF_NAME] !== tag &&
+      !(m.digest === digest && !m.annotations?.[ANNOTATION_REF_NAME]),
+  );
+  return [...others, { ...descriptor, annotations: { [ANNOTATION_REF_NAME]: tag } }];
+}
 
-  private async ensureLayout(): Promise<void> {
-    await this.tree.withDir([...this.parts, ...BLOBS], async () => {}, { create: true });
-    await this.inRepository(async (dir) => {
-      if (await dir.stat(LAYOUT_FILE)) return;
-      await dir.createFileOnce(INDEX_FILE, emptyIndexBytes());
-      await dir.createFileOnce(LAYOUT_FILE, new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'));
-    });
-  }
+/** `oci-layout` and an empty index.json, unless the repository has them. */
+async function writeLayoutFiles(dir: OpenDir): Promise<void> {
+  if (await dir.stat(LAYOUT_FILE)) return;
+  await dir.createFileOnce(INDEX_FILE, emptyIndexBytes());
+  await dir.createFileOnce(LAYOUT_FILE, new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'));
+}
 
-  private async readIndex(): Promise<ImageIndex> {
-    return (
-      (await this.inRepository(readIndexIn)) ?? {
-        schemaVersion: 2,
-        mediaType: MEDIA_TYPE_OCI_INDEX,
-        manifests: [],
-      }
-    );
-  }
-
-  private async updateIndex(change: (manifests: Descriptor[]) => Descriptor[]): Promise<void> {
-    await this.ensureLayout();
-    await this.inRepository((dir) =>
-      withLock(dir, async () => {
-        const index = await readIndexIn(dir);
-        const manifests = change(index.manifests);
-        if (manifests !== index.manifests) await writeIndex(dir, manifests);
-      }),
-    );
-  }
+/** What a walk made with `create` always has: missing only when the repository vanished meanwhile. */
+function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new NotFoundError(`repository ${name} vanished while being written`);
+  return value;
 }
 
 /** Writes a new blob through a temporary file, renamed to its digest once `fill` has written it whole. */
