@@ -5,7 +5,17 @@
  * (every file's bytes and modification time are compared).
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeEach, describe, expect, test } from 'vitest';
@@ -14,6 +24,7 @@ import { silentReporter, type CommandResult } from '../../src/commands/report.js
 import type { CommandInput } from '../../src/core/commands.js';
 import { execute } from '../../src/core/execute.js';
 import { digestHex } from '../../src/oci/digest.js';
+import { ConfinedTree } from '../../src/oci/layout/confined.js';
 import { LayoutStore } from '../../src/oci/layout/store.js';
 import { parseImageManifest } from '../../src/oci/manifest.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
@@ -253,5 +264,29 @@ describe('listing a channel', () => {
     ).toBe(true);
     const cleaned = await run({ command: 'clean', channel: `oci-layout:${alias}`, olderThanMs: 0 });
     expect(cleaned.artifacts.map((a) => `${a.file}:${a.status}`)).toEqual([`${ZLIB}:deleted`]);
+  });
+});
+
+describe('a directory swapped for a link while it is in use', () => {
+  test('what follows still happens in the directory that was checked, never through the link', async () => {
+    const root = join(work, `swap-${n}`);
+    const outside = join(work, `outside-${n}`);
+    mkdirSync(join(root, 'repo'), { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'victim'), 'production bytes');
+    writeFileSync(join(root, 'repo', 'victim'), 'staging bytes');
+    const tree = new ConfinedTree(root, `oci-layout:${root}`);
+    await tree.withDir(['repo'], async (dir) => {
+      // Checked and open; now the attacker moves it away and puts a link into production there.
+      renameSync(join(root, 'repo'), join(root, 'repo-moved'));
+      symlinkSync(outside, join(root, 'repo'));
+      await dir.remove('victim');
+      await dir.writeNewFile('written', 'new');
+    });
+    expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('production bytes');
+    expect(readdirSync(outside)).toEqual(['victim']);
+    expect(readdirSync(join(root, 'repo-moved'))).toEqual(['written']);
+    // And the next walk down refuses the link.
+    await expect(tree.withDir(['repo'], async () => {})).rejects.toThrow(`oci-layout:${root}: repo ${RULE}`);
   });
 });

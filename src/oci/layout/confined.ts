@@ -70,7 +70,7 @@ export class ConfinedTree {
   /** The root, open; undefined when it does not exist (and `create` is not asked). */
   async open(create = false): Promise<OpenDir | undefined> {
     const root = await this.root();
-    const opened = openDirectory(root, () => this.refusal('.', 'the channel directory'));
+    const opened = openDirectory(root, () => this.refusal('the channel directory'));
     if (opened !== 'missing') return new OpenDir(this, '', root, opened);
     if (!create) return undefined;
     await mkdir(root, { recursive: true });
@@ -92,7 +92,8 @@ export class ConfinedTree {
     }
   }
 
-  refusal(relative: string, what = relative): SymbolicLinkError {
+  /** The refusal of a link at `what` (a path below the root, or words for the root itself). */
+  refusal(what: string): SymbolicLinkError {
     return new SymbolicLinkError(
       `${this.label}: ${what} is a symbolic link; a channel on disk may not contain any`,
     );
