@@ -18,7 +18,12 @@
  * is the container package `<name>` of `<owner>`; its versions are every manifest in the
  * repository, tagged or not (GHCR lists untagged manifests too), named by digest, with the tags
  * pointing at them. The catalog and tags come from the registry API; untagged manifests, which
- * the registry API cannot list, from distribution's storage directory. Deleting a version
+ * the registry API cannot list, from distribution's storage directory. A version's `created_at`
+ * is when the registry first stored the manifest (its revision link's modification time, kept
+ * while the version lives: pushing the same manifest again does not move it), `updated_at` the
+ * latest write of it or of a tag on it; both as GitHub writes timestamps, ISO 8601 in UTC to the
+ * second (`2011-04-10T20:09:31Z`; https://docs.github.com/en/rest/using-the-rest-api/timezones-and-the-rest-api).
+ * Deleting a version
  * really deletes the manifest from the registry (GHCR's registry API cannot), and is refused as
  * GitHub refuses it: 400 for a version of a public package with over 5,000 downloads, and 400
  * for the last tagged version of a package ("delete the package instead").
@@ -80,6 +85,7 @@ export interface StandInVersion {
   name: string;
   tags: string[];
   created: Date;
+  updated: Date;
 }
 
 export interface GitHubStandIn {
@@ -113,6 +119,11 @@ const DOCS = 'https://docs.github.com/rest';
 const MAX_DISPATCH_KEYS = 10;
 const MAX_DISPATCH_BYTES = 64 * 1024;
 
+/** A timestamp as GitHub's REST API writes it: `2011-04-10T20:09:31Z`. */
+function gitHubTime(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -133,6 +144,8 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
   const dispatches: RecordedDispatch[] = [];
   const issuesByRepo = new Map<string, StandInIssue[]>();
   const versionIds = new Map<string, number>();
+  /** `repository@digest` → when the registry first stored it, while the version lives. */
+  const firstStored = new Map<string, Date>();
   const packageIds = new Map<string, number>();
   const downloads = new Map<string, number>();
   const publicPackages = new Set<string>();
@@ -209,19 +222,37 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
         const digest = `sha256:${hex}`;
         const key = `${repository}@${digest}`;
         if (!versionIds.has(key)) versionIds.set(key, nextId++);
-        found.set(digest, { id: versionIds.get(key)!, name: digest, tags: [], created: info.mtime });
+        if (!firstStored.has(key)) firstStored.set(key, info.mtime);
+        found.set(digest, {
+          id: versionIds.get(key)!,
+          name: digest,
+          tags: [],
+          created: firstStored.get(key)!,
+          updated: info.mtime,
+        });
       } catch {
         // deleted: distribution removes the link
       }
     }
+    const tagLinks = join(
+      registry().storageDir,
+      'docker/registry/v2/repositories',
+      repository,
+      '_manifests/tags',
+    );
     for (const tag of await registryList(`/v2/${repository}/tags/list?n=1000`, 'tags')) {
       const digest = await tagDigest(repository, tag);
-      if (digest) found.get(digest)?.tags.push(tag);
+      const version = digest ? found.get(digest) : undefined;
+      if (!version) continue;
+      version.tags.push(tag);
+      const tagged = await stat(join(tagLinks, tag, 'current', 'link')).catch(() => undefined);
+      if (tagged && tagged.mtime > version.updated) version.updated = tagged.mtime;
     }
     return [...found.values()].sort((a, b) => b.created.getTime() - a.created.getTime() || b.id - a.id);
   }
 
   async function deleteFromRegistry(repository: string, digest: string): Promise<void> {
+    firstStored.delete(`${repository}@${digest}`);
     const response = await fetch(`${registry().url}/v2/${repository}/manifests/${digest}`, {
       method: 'DELETE',
       headers: registryHeaders(),
@@ -251,8 +282,8 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
       name: v.name,
       url: `${base}/${kind}/${owner}/packages/container/${encodeURIComponent(name)}/versions/${v.id}`,
       package_html_url: `https://github.com/${kind === 'orgs' ? 'orgs/' : ''}${owner}/packages/container/package/${encodeURIComponent(name)}`,
-      created_at: v.created.toISOString(),
-      updated_at: v.created.toISOString(),
+      created_at: gitHubTime(v.created),
+      updated_at: gitHubTime(v.updated),
       html_url: `https://github.com/${owner}/packages/container/${encodeURIComponent(name)}/${v.id}`,
       metadata: { package_type: 'container', container: { tags: v.tags } },
     };
@@ -263,7 +294,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
     const versions = await versionsOf(repository);
     if (versions.length === 0) return undefined;
     if (!packageIds.has(repository)) packageIds.set(repository, nextId++);
-    const created = versions[versions.length - 1]!.created.toISOString();
+    const created = gitHubTime(versions[versions.length - 1]!.created);
     return {
       id: packageIds.get(repository)!,
       name,
@@ -273,7 +304,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions): Promise
       visibility: publicPackages.has(repository) ? 'public' : 'private',
       url: `${base}/${ownerKind(owner)}/${owner}/packages/container/${encodeURIComponent(name)}`,
       created_at: created,
-      updated_at: versions[0]!.created.toISOString(),
+      updated_at: gitHubTime(new Date(Math.max(...versions.map((v) => v.updated.getTime())))),
       html_url: `https://github.com/${owner}/packages/container/package/${encodeURIComponent(name)}`,
     };
   }

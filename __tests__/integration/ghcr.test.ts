@@ -11,13 +11,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readPackageManifest } from '../../src/conda/artifact.js';
 import { packageReference } from '../../src/conda/naming.js';
+import type { CleanResult } from '../../src/commands/clean.js';
 import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import { ARTIFACT_TYPE_UPLOAD_RECEIPT } from '../../src/conda/records.js';
 import { execute, type Environment } from '../../src/core/execute.js';
 import { githubApi, type GitHubApi } from '../../src/github/api.js';
 import { ghcrExtras } from '../../src/github/packages.js';
-import { digestOf } from '../../src/oci/digest.js';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
 import { EMPTY_CONFIG, encodeManifest, manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
-import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
+import { ANNOTATION_CREATED, EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
+import { listReferrers } from '../../src/oci/referrers.js';
 import { RemoteStore } from '../../src/oci/remote/store.js';
 import type { CommandInput as CommandOptions } from '../../src/core/commands.js';
 import { expectedOf, fixturePath } from '../helpers/fixtures.js';
@@ -239,23 +242,26 @@ describe('the staging flow on GHCR', () => {
 });
 
 describe('clean through the Packages API', () => {
-  const uploadedAt = new Date('2026-11-23T08:00:00Z');
-  const later = new Date('2026-11-23T11:00:00Z');
+  // Ages come from GitHub's record of each push (real time), so clean's clock runs three hours
+  // ahead instead of the uploads' running behind.
+  const later = () => new Date(Date.now() + 3 * 3600_000);
 
   test('repositories come from the Packages API, deletions go through package versions', async () => {
     const channel = ghcr('cf-staging/waiting-room');
-    await run(
-      { command: 'upload', files: [CONDA, NEWER, ZLIB].map(fixturePath), to: channel },
-      { now: () => uploadedAt },
-    );
+    await run({ command: 'upload', files: [CONDA, NEWER, ZLIB].map(fixturePath), to: channel });
     const deletes = watchDeletes();
     proxy.clearRecords();
     const before = github.requests.length;
 
-    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 }, { now: () => later });
+    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 }, { now: later });
     expect(cleaned.artifacts.map((a) => `${a.file}:${a.status}`).sort()).toEqual(
       [CONDA, NEWER, ZLIB].map((f) => `${f}:deleted`).sort(),
     );
+    expect(cleaned.artifacts.map((a) => (a as CleanResult).ageFrom)).toEqual([
+      'registry',
+      'registry',
+      'registry',
+    ]);
     // No catalog on GHCR: the proxy said 404, the Packages API was asked instead.
     expect(proxy.count({ path: '/v2/_catalog', status: 404 })).toBeGreaterThan(0);
     const asked = github.requests.slice(before);
@@ -274,20 +280,64 @@ describe('clean through the Packages API', () => {
       expect(await github.versions(s.name)).toEqual([]);
     }
     // Nothing of the channel is left: the next clean finds no package at all.
-    const again = await run({ command: 'clean', channel, olderThanMs: 0 }, { now: () => later });
+    const again = await run({ command: 'clean', channel, olderThanMs: 0 }, { now: later });
     expect(again.artifacts).toEqual([]);
+  });
+
+  test("a receipt dated far ahead keeps nothing: the age is GitHub's record of the push", async () => {
+    const channel = ghcr('cf-staging/future-receipt');
+    // The uploader's clock says 2099: so does the upload receipt it writes.
+    const up = await run(
+      { command: 'upload', files: [fixturePath(ZLIB)], to: channel },
+      { now: () => new Date('2099-01-01T00:00:00Z') },
+    );
+    const pushedAt = Date.now();
+    const s = stored('cf-staging/future-receipt', ZLIB);
+    const receipts = await listReferrers(
+      s.repository,
+      up.artifacts[0]!.digest as Digest,
+      ARTIFACT_TYPE_UPLOAD_RECEIPT,
+    );
+    expect(receipts.map((r) => r.annotations?.[ANNOTATION_CREATED])).toEqual(['2099-01-01T00:00:00.000Z']);
+
+    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 }, { now: later });
+    expect(cleaned.artifacts.map((a) => `${a.file}:${a.status}`)).toEqual([`${ZLIB}:deleted`]);
+    const result = cleaned.artifacts[0] as CleanResult;
+    expect(result.ageFrom).toBe('registry');
+    // GitHub's created_at, to the second.
+    expect(Math.abs(Date.parse(result.stagedAt!) - pushedAt)).toBeLessThan(10_000);
+    expect(await s.repository.resolve(s.tag)).toBeUndefined();
+    expect(await github.versions(s.name)).toEqual([]);
+  });
+
+  test('a receipt dated in the past gets no fresh artifact deleted', async () => {
+    const channel = ghcr('cf-staging/past-receipt');
+    // Its only receipt says 2020: an uploader's clock, or a receipt put there in place of the real one.
+    await run(
+      { command: 'upload', files: [fixturePath(CONDA)], to: channel },
+      { now: () => new Date('2020-01-01T00:00:00Z') },
+    );
+    const s = stored('cf-staging/past-receipt', CONDA);
+    const digest = (await s.repository.resolve(s.tag))!.digest;
+    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 });
+    expect(cleaned.exitCode).toBe(0);
+    expect(cleaned.artifacts).toEqual([]);
+    expect((await s.repository.resolve(s.tag))?.digest).toBe(digest);
+    expect((await github.versions(s.name)).map((v) => v.name)).toContain(digest);
+    // GitHub's listing was what it went by: the versions of the package were asked for.
+    const pkg = encodeURIComponent('past-receipt/linux-64/cdemo-pkg');
+    expect(
+      github.count('GET', new RegExp(`^/orgs/cf-staging/packages/container/${pkg}/versions$`)),
+    ).toBeGreaterThan(0);
   });
 
   test("a version with over 5,000 downloads is refused with GitHub's reason; the others are deleted", async () => {
     const channel = ghcr('cf-staging/popular');
-    const up = await run(
-      { command: 'upload', files: [CONDA, ZLIB].map(fixturePath), to: channel },
-      { now: () => uploadedAt },
-    );
+    const up = await run({ command: 'upload', files: [CONDA, ZLIB].map(fixturePath), to: channel });
     const popular = up.artifacts.find((a) => a.file === CONDA)!;
     github.setDownloads(popular.repository!, popular.digest!, 5001);
 
-    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 }, { now: () => later });
+    const cleaned = await run({ command: 'clean', channel, olderThanMs: 2 * 3600_000 }, { now: later });
     expect(cleaned.exitCode).toBe(1);
     expect(cleaned.artifacts.find((a) => a.file === ZLIB)?.status).toBe('deleted');
     const refused = cleaned.artifacts.filter((a) => a.status === 'failed');
@@ -305,9 +355,9 @@ describe('clean through the Packages API', () => {
 
   test('a channel owned by a user account goes through the /users routes', async () => {
     const channel = ghcr(`${USER}/conda-forge`);
-    await run({ command: 'upload', files: [fixturePath(ZLIB)], to: channel }, { now: () => uploadedAt });
+    await run({ command: 'upload', files: [fixturePath(ZLIB)], to: channel });
     const before = github.requests.length;
-    const cleaned = await run({ command: 'clean', channel, olderThanMs: 3600_000 }, { now: () => later });
+    const cleaned = await run({ command: 'clean', channel, olderThanMs: 3600_000 }, { now: later });
     expect(cleaned.artifacts.map((a) => a.status)).toEqual(['deleted']);
     const paths = github.requests.slice(before).map((r) => `${r.method} ${r.pathname}`);
     expect(paths).toContain(`GET /users/${USER}/packages`);

@@ -3,7 +3,7 @@
  * runs it: feedstocks can write staging only; the webservices identity validates and promotes.
  * Every assertion is on registry state.
  */
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -15,8 +15,10 @@ import {
   buildRecord,
 } from '../../src/conda/records.js';
 import { parseOwners } from '../../src/commands/owners.js';
-import { silentReporter, type CommandResult } from '../../src/commands/report.js';
+import type { CleanResult } from '../../src/commands/clean.js';
+import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
 import { execute } from '../../src/core/execute.js';
+import { LayoutStore } from '../../src/oci/layout/store.js';
 import { manifestBlobs, parseImageManifest } from '../../src/oci/manifest.js';
 import { pushArtifact } from '../../src/oci/push.js';
 import { listReferrers } from '../../src/oci/referrers.js';
@@ -466,6 +468,167 @@ describe('concurrency and cleaning', () => {
     expect(await listReferrers(repository, digest)).toEqual([]);
     const young = repositoryOf('staging/clean', 'libzlib-1.3.1-hb9d3cd8_2.conda');
     expect(await young.repository.resolve(young.tag)).toBeDefined();
+  });
+});
+
+describe('clean: every label, and where the ages come from', () => {
+  const ZLIB = 'libzlib-1.3.1-hb9d3cd8_2.conda';
+  const at = new Date('2026-11-23T10:30:00Z');
+
+  function collecting(): Reporter & { infos: string[] } {
+    const infos: string[] = [];
+    return { infos, info: (m) => infos.push(m), warn: (m) => infos.push(m) };
+  }
+
+  test('artifacts under the channel and two labels go; the summary counts the labels', async () => {
+    const { staging } = channels('labels');
+    const uploadedAt = new Date('2026-11-23T08:00:00Z');
+    await run({ command: 'upload', files: [fixturePath(CONDA)], to: staging }, FEEDSTOCK, uploadedAt);
+    await run(
+      { command: 'upload', files: [fixturePath(NEWER)], to: `${staging}/label/rc` },
+      FEEDSTOCK,
+      uploadedAt,
+    );
+    await run(
+      { command: 'upload', files: [fixturePath(ZLIB)], to: staging, label: 'dev' },
+      FEEDSTOCK,
+      uploadedAt,
+    );
+    // A young one under rc stays.
+    await run(
+      { command: 'upload', files: [fixturePath(CONDA)], to: `${staging}/label/rc` },
+      FEEDSTOCK,
+      new Date('2026-11-23T10:00:00Z'),
+    );
+
+    const onlyRc = await run(
+      { command: 'clean', channel: staging, label: 'rc', olderThanMs: 2 * 3600_000, dryRun: true },
+      WEBSERVICES,
+      at,
+    );
+    expect(onlyRc.summary.labels).toBe(1);
+    expect(onlyRc.artifacts.map((a) => `${(a as CleanResult).label}:${a.file}`)).toEqual([`rc:${NEWER}`]);
+
+    const cleaned = await run(
+      { command: 'clean', channel: staging, olderThanMs: 2 * 3600_000 },
+      WEBSERVICES,
+      at,
+    );
+    expect(cleaned.exitCode).toBe(0);
+    expect(cleaned.summary.labels).toBe(3);
+    expect(cleaned.artifacts.map((a) => `${(a as CleanResult).label}:${a.file}:${a.status}`).sort()).toEqual(
+      [`main:${CONDA}:deleted`, `rc:${NEWER}:deleted`, `dev:${ZLIB}:deleted`].sort(),
+    );
+    for (const [path, file] of [
+      ['staging/labels', CONDA],
+      ['staging/labels/label/rc', NEWER],
+      ['staging/labels/label/dev', ZLIB],
+    ] as const) {
+      const { repository, tag } = repositoryOf(path, file);
+      expect(await repository.resolve(tag), `${path} ${file}`).toBeUndefined();
+    }
+    const young = repositoryOf('staging/labels/label/rc', CONDA);
+    expect(await young.repository.resolve(young.tag)).toBeDefined();
+
+    // A channel with no labels: the channel itself is the one label looked at.
+    const { staging: plain } = channels('no-labels');
+    await run({ command: 'upload', files: [fixturePath(ZLIB)], to: plain }, FEEDSTOCK, uploadedAt);
+    const alone = await run({ command: 'clean', channel: plain, olderThanMs: 2 * 3600_000 }, WEBSERVICES, at);
+    expect(alone.summary.labels).toBe(1);
+    expect(alone.artifacts.map((a) => `${(a as CleanResult).label}:${a.file}:${a.status}`)).toEqual([
+      `main:${ZLIB}:deleted`,
+    ]);
+  });
+
+  test('distribution keeps no time of its own: receipts, said once and in each result; one dated far ahead is not believed', async () => {
+    const { staging } = channels('receipts');
+    await run(
+      { command: 'upload', files: [fixturePath(CONDA)], to: staging },
+      FEEDSTOCK,
+      new Date('2026-11-23T08:00:00Z'),
+    );
+    await run(
+      { command: 'upload', files: [fixturePath(NEWER)], to: staging },
+      FEEDSTOCK,
+      new Date('2026-11-23T10:00:00Z'),
+    );
+    // An uploader whose clock says 2099: without a believable receipt the build time (2024) counts.
+    await run(
+      { command: 'upload', files: [fixturePath(ZLIB)], to: staging },
+      FEEDSTOCK,
+      new Date('2099-01-01T00:00:00Z'),
+    );
+    // A receipt a minute ahead (clock skew) counts as now.
+    const skewed = 'libgcc-14.2.0-h77fa898_1.conda';
+    await run(
+      { command: 'upload', files: [fixturePath(skewed)], to: staging },
+      FEEDSTOCK,
+      new Date(at.getTime() + 60_000),
+    );
+
+    const reporter = collecting();
+    const cleaned = await execute(
+      { command: 'clean', channel: staging, olderThanMs: 2 * 3600_000, ...WEBSERVICES },
+      { reporter, now: () => at },
+    );
+    const results = cleaned.artifacts as CleanResult[];
+    expect(results.map((a) => `${a.file}:${a.status}:${a.ageFrom}:${a.stagedAt}`).sort()).toEqual(
+      [
+        `${CONDA}:deleted:receipt:2026-11-23T08:00:00.000Z`,
+        `${ZLIB}:deleted:build-time:${new Date(expectedOf(ZLIB).index.timestamp as number).toISOString()}`,
+      ].sort(),
+    );
+    expect(
+      reporter.infos.filter((m) => /keeps no record of when it took a manifest in/.test(m)),
+    ).toHaveLength(1);
+    for (const file of [NEWER, skewed]) {
+      const { repository, tag } = repositoryOf('staging/receipts', file);
+      expect(await repository.resolve(tag), file).toBeDefined();
+    }
+    const gone = repositoryOf('staging/receipts', ZLIB);
+    expect(await gone.repository.resolve(gone.tag)).toBeUndefined();
+  });
+
+  test("oci-layout: the manifest file's modification time, written by us, is the age", async () => {
+    const dir = join(work, 'layout-ages');
+    const staging = `oci-layout:${dir}`;
+    const local = (options: CommandOptions, now: Date) =>
+      execute(options, { reporter: silentReporter, now: () => now });
+    // Receipts that lie both ways: 2020 on a fresh artifact, 2099 on an old one.
+    const fresh = await local(
+      { command: 'upload', files: [fixturePath(CONDA)], to: staging },
+      new Date('2020-01-01T00:00:00Z'),
+    );
+    const old = await local(
+      { command: 'upload', files: [fixturePath(ZLIB)], to: staging },
+      new Date('2099-01-01T00:00:00Z'),
+    );
+    const oldDigest = old.artifacts[0]!.digest!;
+    // Written three hours ago, as far as the file system knows.
+    const threeHoursAgo = new Date(Date.now() - 3 * 3600_000);
+    const manifestFile = join(
+      dir,
+      old.artifacts[0]!.repository!,
+      'blobs',
+      'sha256',
+      oldDigest.slice('sha256:'.length),
+    );
+    utimesSync(manifestFile, threeHoursAgo, threeHoursAgo);
+
+    const cleaned = await local(
+      { command: 'clean', channel: staging, olderThanMs: 2 * 3600_000 },
+      new Date(),
+    );
+    const results = cleaned.artifacts as CleanResult[];
+    expect(results.map((a) => `${a.file}:${a.status}:${a.ageFrom}`)).toEqual([`${ZLIB}:deleted:registry`]);
+    expect(results[0]!.stagedAt).toBe(threeHoursAgo.toISOString());
+    const store = new LayoutStore(dir);
+    expect(
+      await store.repository(old.artifacts[0]!.repository!).resolve(old.artifacts[0]!.tag!),
+    ).toBeUndefined();
+    expect(
+      (await store.repository(fresh.artifacts[0]!.repository!).resolve(fresh.artifacts[0]!.tag!))?.digest,
+    ).toBe(fresh.artifacts[0]!.digest);
   });
 });
 

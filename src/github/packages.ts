@@ -10,10 +10,13 @@
  * - the last tagged version of a package cannot be deleted ("You must delete the package
  *   instead"): when the manifest being deleted is the only tagged version left, the whole
  *   package goes, which is what deleting the last artifact of a staging repository means.
+ *
+ * A version's `created_at` is GitHub's own record of when it took the manifest in: `clean` ages
+ * staged artifacts by it, as nothing a pusher writes can move it.
  */
 import type { Digest } from '../oci/digest.js';
 import { NotFoundError, OciError, UnsupportedError } from '../oci/errors.js';
-import type { ManifestDeleter, RepositoryLister } from '../oci/remote/store.js';
+import type { ManifestDeleter, ManifestTimer, RepositoryLister } from '../oci/remote/store.js';
 import type { GitHubApi } from './api.js';
 
 type OwnerKind = 'orgs' | 'users';
@@ -22,6 +25,9 @@ interface PackageVersion {
   id: number;
   /** For a container package: the manifest digest. */
   name: string;
+  /** When GitHub took the version in (ISO 8601, UTC), e.g. `2011-04-10T20:09:31Z`. */
+  created_at?: string;
+  updated_at?: string;
   metadata?: { container?: { tags?: string[] } };
 }
 
@@ -61,6 +67,8 @@ function isTagged(version: PackageVersion): boolean {
 
 export class GhcrPackages {
   private readonly kinds = new Map<string, OwnerKind>();
+  /** Per package: manifest digest → when GitHub took it in, from one listing of its versions. */
+  private readonly created = new Map<string, Map<string, Date>>();
 
   constructor(private readonly api: GitHubApi) {}
 
@@ -137,6 +145,24 @@ export class GhcrPackages {
     return found;
   }
 
+  /**
+   * When GHCR took the manifest in: its version's `created_at`; undefined when no version of the
+   * package has that digest. One listing serves every manifest of a package; a manifest newer
+   * than the listing lists again.
+   */
+  readonly manifestTime: ManifestTimer = async (repository: string, digest: Digest) => {
+    const known = this.created.get(repository)?.get(digest);
+    if (known) return known;
+    const { owner, name } = splitPackage(repository);
+    const times = new Map<string, Date>();
+    for (const version of await this.versions(owner, name)) {
+      const time = Date.parse(version.created_at ?? '');
+      if (!Number.isNaN(time)) times.set(version.name, new Date(time));
+    }
+    this.created.set(repository, times);
+    return times.get(digest);
+  };
+
   readonly deleteManifest: ManifestDeleter = async (repository: string, digest: Digest) => {
     const { owner, name } = splitPackage(repository);
     const path = await this.packagePath(owner);
@@ -176,7 +202,12 @@ export class GhcrPackages {
 export function ghcrExtras(api: GitHubApi): {
   listRepositories: RepositoryLister;
   deleteManifest: ManifestDeleter;
+  manifestTime: ManifestTimer;
 } {
   const packages = new GhcrPackages(api);
-  return { listRepositories: packages.listRepositories, deleteManifest: packages.deleteManifest };
+  return {
+    listRepositories: packages.listRepositories,
+    deleteManifest: packages.deleteManifest,
+    manifestTime: packages.manifestTime,
+  };
 }

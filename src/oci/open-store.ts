@@ -4,14 +4,21 @@ import type { Channel } from '../conda/channel.js';
 import type { Credentials } from './remote/auth.js';
 import { resolveCredentials, type CredentialSources } from './remote/credentials.js';
 import type { HttpOptions } from './remote/http.js';
-import { RemoteStore, type ManifestDeleter, type RepositoryLister } from './remote/store.js';
+import {
+  RemoteStore,
+  type ManifestDeleter,
+  type ManifestTimer,
+  type RepositoryLister,
+} from './remote/store.js';
 import type { Store } from './storage.js';
 
 export interface StoreOptions extends HttpOptions, CredentialSources {
-  /** Providers for registries without a catalog or manifest DELETE (GHCR), chosen by host. */
+  /** Providers for what a registry's API lacks (GHCR: catalog, manifest DELETE, times), chosen by host. */
   registryExtras?: (
     host: string,
-  ) => { listRepositories?: RepositoryLister; deleteManifest?: ManifestDeleter } | undefined;
+  ) =>
+    | { listRepositories?: RepositoryLister; deleteManifest?: ManifestDeleter; manifestTime?: ManifestTimer }
+    | undefined;
   monolithicLimit?: number;
   chunkSize?: number;
   /** Told of the credentials in use, so the caller can mask them in logs. */

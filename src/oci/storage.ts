@@ -5,6 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Digest } from './digest.js';
+import type { OciError } from './errors.js';
 import type { Descriptor, ImageIndex, ManifestBytes } from './manifest.js';
 
 /** Blob content that can be read more than once (retries, resumed uploads). */
@@ -130,6 +131,21 @@ export interface Repository {
    * (the caller then uses the tag-schema fallback).
    */
   referrersApi(subject: Digest): Promise<ImageIndex | undefined>;
+
+  /**
+   * Optional: when the store itself took the manifest in, from its own records, which no uploader
+   * writes (GHCR: the package version's `created_at`; oci-layout: the manifest file's modification
+   * time); undefined when it holds no such manifest. Stores without such a record lack the method.
+   */
+  manifestTime?(digest: Digest): Promise<Date | undefined>;
+}
+
+export interface ListRepositoriesOptions {
+  /**
+   * Told of a place below the prefix that was not listed and why: a symbolic link in a channel on
+   * disk, which is never followed (SPEC §10). Without it such places are passed over in silence.
+   */
+  onRefused?: (name: string, reason: OciError) => void;
 }
 
 /** What a store sent and received on the wire so far, counted on our side (bodies only). */
@@ -145,7 +161,7 @@ export interface Store {
   readonly id: string;
   repository(name: string): Repository;
   /** Every repository whose name starts with `prefix` (a path prefix, with no trailing slash). */
-  listRepositories(prefix: string): AsyncIterable<string>;
+  listRepositories(prefix: string, options?: ListRepositoriesOptions): AsyncIterable<string>;
   /** The wire counters; undefined for a store with no wire (a directory). */
   stats(): StoreStats | undefined;
   close(): Promise<void>;

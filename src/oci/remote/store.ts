@@ -1,7 +1,8 @@
 /**
  * The remote registry as a Store. Registry-specific gaps are filled by optional providers: a
- * repository lister where there is no `/v2/_catalog`, and a deleter where there is no manifest
- * DELETE (both are GHCR, served by GitHub's Packages API).
+ * repository lister where there is no `/v2/_catalog`, a deleter where there is no manifest
+ * DELETE, and the time a manifest was taken in where the registry records one (all GHCR, served
+ * by GitHub's Packages API).
  */
 import type { Readable } from 'node:stream';
 import { digestOf, type Digest } from '../digest.js';
@@ -26,10 +27,13 @@ import { RegistryClient, type RegistryClientOptions } from './client.js';
 export type RepositoryLister = (prefix: string) => AsyncIterable<string>;
 /** Deletes a manifest where the registry refuses DELETE (e.g. a GHCR package version). */
 export type ManifestDeleter = (repository: string, digest: Digest) => Promise<void>;
+/** When the registry took a manifest in, where it records it (e.g. a GHCR package version's `created_at`). */
+export type ManifestTimer = (repository: string, digest: Digest) => Promise<Date | undefined>;
 
 export interface RemoteStoreOptions extends RegistryClientOptions {
   listRepositories?: RepositoryLister;
   deleteManifest?: ManifestDeleter;
+  manifestTime?: ManifestTimer;
 }
 
 export class RemoteStore implements Store {
@@ -37,6 +41,7 @@ export class RemoteStore implements Store {
   readonly client: RegistryClient;
   private readonly lister: RepositoryLister | undefined;
   private readonly deleter: ManifestDeleter | undefined;
+  readonly manifestTimer: ManifestTimer | undefined;
   private catalogMissing = false;
   private deleteMissing = false;
 
@@ -45,6 +50,7 @@ export class RemoteStore implements Store {
     this.id = `registry:${options.host}`;
     this.lister = options.listRepositories;
     this.deleter = options.deleteManifest;
+    this.manifestTimer = options.manifestTime;
   }
 
   repository(name: string): Repository {
@@ -89,10 +95,16 @@ export class RemoteStore implements Store {
 }
 
 class RemoteRepository implements Repository {
+  /** Only where the registry records it (Repository.manifestTime). */
+  readonly manifestTime?: (digest: Digest) => Promise<Date | undefined>;
+
   constructor(
     private readonly store: RemoteStore,
     readonly name: string,
-  ) {}
+  ) {
+    const timer = store.manifestTimer;
+    if (timer) this.manifestTime = (digest) => timer(name, digest);
+  }
 
   private get client(): RegistryClient {
     return this.store.client;
