@@ -37,6 +37,7 @@ export async function execute(options: CommandOptions, env: Environment): Promis
       ...(options.username ? { username: options.username } : {}),
       ...(options.password ? { password: options.password } : {}),
       onCredentials: (creds) => registerCredentials(creds.username, creds.password),
+      onToken: registerSecret,
       ...(env.storeOptions?.onRetry
         ? {}
         : {

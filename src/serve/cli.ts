@@ -100,6 +100,7 @@ export async function serveMain(args: string[], options: ServeMainOptions = {}):
       ...(password ? { password } : {}),
       connections: Math.max(1, Math.ceil(concurrency)),
       onCredentials: (creds) => registerCredentials(creds.username, creds.password),
+      onToken: registerSecret,
       onRetry: (what, err, ms) =>
         reporter.info(`retrying ${what} in ${Math.round(ms)} ms: ${(err as Error).message}`),
     });

@@ -43,6 +43,8 @@ export interface RegistryClientOptions extends HttpOptions {
   listLimit?: number;
   /** For tests: the clock that decides when a cached token has expired. */
   clock?: () => number;
+  /** Told of every token a token service issues, before it is used, so the caller can mask it. */
+  onToken?: (token: string) => void;
 }
 
 export class RegistryClient {
@@ -59,7 +61,13 @@ export class RegistryClient {
   constructor(options: RegistryClientOptions) {
     this.host = options.host;
     this.http = new HttpClient(options);
-    this.auth = new Authenticator(this.http, options.host, options.credentials, options.clock);
+    this.auth = new Authenticator(
+      this.http,
+      options.host,
+      options.credentials,
+      options.clock,
+      options.onToken,
+    );
     const base = `${options.plainHttp ? 'http' : 'https'}://${options.host}`;
     this.registry = new RegistryExchange(this.http, this.auth, options.host, base);
     this.blobs = new BlobReader(this.registry, options.maxRedirects ?? 5);
