@@ -3,10 +3,8 @@
  * the staging channel in the CEP v1 layout. Blobs and manifests already there are not sent again;
  * one bad artifact does not stop the others.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import {
   buildPackageArtifact,
@@ -15,6 +13,7 @@ import {
   type ProvenanceOptions,
 } from '../conda/artifact.js';
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
+import { ThreadHasher } from '../conda/package-hashes.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -28,6 +27,7 @@ import { channelRepository, channelUrl, formatReference, isSubdir, type Channel 
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { formatBytes } from '../util/format-bytes.js';
+import { FilePieces } from './file-pieces.js';
 import { stageV0, type Layout } from './v0-compat.js';
 
 export interface UploadOptions {
@@ -235,26 +235,28 @@ async function readWhileUploading(
   if (!repository.pushBlobStream || (await repository.resolve(ref.tag))) return undefined;
 
   const file = basename(path);
-  const outgoing = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  const reporter = context.reporter;
+  const pieces = await FilePieces.open(path, size, {
+    ...(reporter.progress ? { onRead: (n: number) => reporter.progress?.(file, n, size) } : {}),
+  });
   let settle!: { resolve: (digest: Digest) => void; reject: (err: unknown) => void };
   const digest = new Promise<Digest>((resolve, reject) => (settle = { resolve, reject }));
   digest.catch(() => undefined); // the upload sees the rejection
   const upload = repository
-    .pushBlobStream({ size, stream: outgoing, digest })
+    .pushBlobStream({ size, ...pieces.upload, digest })
     .catch((err: unknown) => ({ failed: err }));
-  const input = createReadStream(path, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
-  const reporter = context.reporter;
+  // Hashed on another thread, so that hashing (most of the CPU) and sending overlap.
+  const hasher = new ThreadHasher();
   let pkg: PackageContents;
   try {
-    pkg = await readPackage(
-      tee(input, outgoing, reporter.progress ? (n) => reporter.progress?.(file, n, size) : undefined),
-      file,
-    );
+    pkg = await readPackage(pieces.forReader(), file, undefined, { hasher });
   } catch (err) {
-    settle.reject(err);
-    outgoing.destroy(err as Error); // fails the PATCH, whose body would otherwise wait for the rest
+    settle.reject(err); // the upload's stream has failed too, if it was not complete
     await upload;
     return undefined;
+  } finally {
+    void hasher.close();
+    await pieces.close();
   }
   if (pkg.index.subdir !== subdir || pkg.size !== size) {
     settle.reject(new PackageError(file, 'not the package its directory and size announced'));
@@ -270,42 +272,6 @@ async function readWhileUploading(
     return { pkg, existing: undefined, bytesSent: 0 };
   }
   return { pkg, existing: undefined, bytesSent: outcome.bytesSent };
-}
-
-/**
- * Yields the pieces of `source`, each after handing it to `outgoing` and waiting while that is
- * full, so the reader never runs far ahead of the upload; once `outgoing` is gone (the upload
- * failed) the reader alone sets the pace.
- */
-async function* tee(
-  source: Readable,
-  outgoing: PassThrough,
-  onProgress: ((bytes: number) => void) | undefined,
-): AsyncGenerator<Buffer> {
-  let read = 0;
-  try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      if (!outgoing.destroyed && !outgoing.write(chunk)) await drainedOrClosed(outgoing);
-      read += chunk.length;
-      onProgress?.(read);
-      yield chunk;
-    }
-    if (!outgoing.destroyed) outgoing.end();
-  } finally {
-    source.destroy();
-  }
-}
-
-function drainedOrClosed(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-  });
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {

@@ -12,7 +12,6 @@
  *
  * Every problem with the package ends in a PackageError that names the file.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -20,6 +19,7 @@ import { SizeLimitError } from '../oci/errors.js';
 import { ArchiveError, quote } from './archive-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { Bzip2Decoder } from './bzip2.js';
+import { localHasher, type PackageHasher } from './package-hashes.js';
 import {
   buildInfoTarGz,
   INDEX_JSON,
@@ -158,6 +158,8 @@ export interface ReadOptions {
    * proves it.
    */
   verifiedSha256?: string;
+  /** Computes sha256 and md5 (e.g. a ThreadHasher, on another thread); default: on this one. */
+  hasher?: PackageHasher;
 }
 
 /**
@@ -172,8 +174,7 @@ export async function readPackage(
   options: ReadOptions = {},
 ): Promise<PackageContents> {
   const name = baseName(fileName);
-  const sha256 = options.verifiedSha256 === undefined ? createHash('sha256') : undefined;
-  const md5 = createHash('md5');
+  const hasher = options.hasher ?? localHasher(options.verifiedSha256 === undefined);
   let size = 0;
   const iterator = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
   let reading = false;
@@ -191,15 +192,15 @@ export async function readPackage(
       if (!(chunk instanceof Uint8Array)) {
         throw new ArchiveError('the input stream yields text, not bytes (do not set an encoding on it)');
       }
-      sha256?.update(chunk);
-      md5.update(chunk);
+      const room = hasher.update(chunk);
+      if (room) await room;
       size += chunk.length;
       parser.push(chunk);
     }
     const info = parser.end();
     const contents = await describe(name, format, info, all);
-    const hex = sha256 ? sha256.digest('hex') : options.verifiedSha256!;
-    return { ...contents, sha256: hex, md5: md5.digest('hex'), size };
+    const digests = await hasher.digests();
+    return { ...contents, sha256: options.verifiedSha256 ?? digests.sha256!, md5: digests.md5, size };
   } catch (err) {
     if (reading) throw err; // an error of the input itself, unchanged
     await closeQuietly(iterator);

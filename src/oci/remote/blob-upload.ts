@@ -175,7 +175,7 @@ export class BlobUploader {
           // A second call would be the retry after a 401: the bytes are gone.
           if (sent) throw new ProtocolError('a streamed blob cannot be sent twice');
           sent = true;
-          return blob.stream;
+          return blob.chunks;
         },
         scopes,
         expect: [202],
@@ -192,7 +192,7 @@ export class BlobUploader {
       return { ...this.stored(repository, digest, 'uploaded', blob.size), digest };
     } catch (err) {
       if (err instanceof RegistryError && [400, 413, 416].includes(err.status)) this.streamRefused = true;
-      blob.stream.destroy();
+      blob.abandon();
       if (session) await cancelUpload(registry, repository, session);
       throw err;
     }
