@@ -166,6 +166,9 @@ export interface ReadOptions {
  * Reads a package from a stream. Errors of the stream itself (a network failure, a digest
  * mismatch found by a verifying stream) are rethrown unchanged; every problem of the package is a
  * PackageError. On a PackageError the input is closed without reading further.
+ *
+ * No input chunk is kept once the next is asked for (what is needed later is copied): upload's
+ * streamed path reads into the same buffers again (commands/file-pieces.ts).
  */
 export async function readPackage(
   input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
