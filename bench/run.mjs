@@ -4,8 +4,8 @@
  * on one machine and one kind of registry (CNCF distribution, Debian's `docker-registry`, on
  * loopback, a fresh instance with empty storage for every measured run).
  *
- *   node bench/run.mjs [--reps 3] [--big-mib 500] [--small 200] [--only upload-big,small,promote,repodata]
- *                      [--repodata-artifacts 20000] [--skip-build] [--keep]
+ *   node bench/run.mjs [--reps 3] [--big-mib 500[,954...]] [--small 200] [--only upload-big,small,promote,repodata]
+ *                      [--repodata-artifacts 20000] [--skip-build] [--keep] [--out <name>] [--wait-idle 0.85]
  *
  * Every measured command is a child process under GNU time (wall time from here, peak RSS and
  * CPU from time): our CLI as users run it (the ncc bundle, `node dist/cli/index.js`-style,
@@ -31,7 +31,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadAverage, log, median, round, startRegistry, timed } from './lib.mjs';
+import { loadAverage, log, median, round, startRegistry, timed, waitForIdle } from './lib.mjs';
 import { writeConda } from './packages.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,10 +46,14 @@ const { values } = parseArgs({
     'repodata-artifacts': { type: 'string', default: '20000' },
     'skip-build': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    // Before each pair of upload-big runs, wait for a second in which this share of the CPU is idle.
+    'wait-idle': { type: 'string' },
   },
 });
 const REPS = Number(values.reps);
-const BIG_BYTES = Number(values['big-mib']) * 1024 * 1024;
+// One upload-big row per size; promote uses the first.
+const BIG_SIZES = values['big-mib'].split(',').map((mib) => Number(mib) * 1024 * 1024);
 const SMALL = Number(values.small);
 const ONLY = values.only ? new Set(values.only.split(',')) : undefined;
 const wanted = (name) => !ONLY || ONLY.has(name);
@@ -175,14 +179,19 @@ function noteLoad(where) {
 
 const pkgDir = join(work, 'pkgs');
 const big = { name: 'big-pkg', version: '1.0.0', build: 'h60d1e4c_0' };
-const bigFile = join(pkgDir, 'big', 'linux-64', `${big.name}-${big.version}-${big.build}.conda`);
+const bigFileOf = (bytes) =>
+  join(pkgDir, `big-${bytes / 2 ** 20}`, 'linux-64', `${big.name}-${big.version}-${big.build}.conda`);
+const bigFile = bigFileOf(BIG_SIZES[0]);
 const smallDir = join(pkgDir, 'small', 'noarch');
 
 function makePackages() {
   const started = performance.now();
   if (wanted('upload-big') || wanted('promote')) {
-    mkdirSync(dirname(bigFile), { recursive: true });
-    writeConda(dirname(bigFile), { ...big, subdir: 'linux-64', payloadBytes: BIG_BYTES, seed: 'big' });
+    for (const payloadBytes of wanted('upload-big') ? BIG_SIZES : BIG_SIZES.slice(0, 1)) {
+      const file = bigFileOf(payloadBytes);
+      mkdirSync(dirname(file), { recursive: true });
+      writeConda(dirname(file), { ...big, subdir: 'linux-64', payloadBytes, seed: 'big' });
+    }
   }
   if (wanted('small')) {
     mkdirSync(smallDir, { recursive: true });
@@ -207,15 +216,17 @@ function makePackages() {
 // ---------------------------------------------------------------------------------------------
 // Scenario: upload one big .conda vs curl -T (monolithic PUT of the same bytes)
 
-async function scenarioUploadBig() {
+async function scenarioUploadBig(bigFile) {
   const size = statSync(bigFile).size;
   const sha256 = await sha256File(bigFile);
   const runs = { ours: [], baseline: [] };
   for (let rep = 0; rep < REPS; rep++) {
+    const idle = values['wait-idle'] ? round(await waitForIdle(Number(values['wait-idle'])), 2) : undefined;
     await alternate(rep, async (kind) => {
       const registry = await startRegistry(work);
       try {
         const load = noteLoad(`upload-big ${kind} ${rep}`);
+        const quiet = idle !== undefined ? { idleBefore: idle } : {};
         if (kind === 'ours') {
           const r = await onRegistry(registry, () =>
             cli(['upload', bigFile, '--to', `oci://${registry.host}/bench/conda-forge`]),
@@ -226,6 +237,7 @@ async function scenarioUploadBig() {
             measurement(r, load, {
               mibPerSecond: size / 2 ** 20 / r.seconds,
               requests: r.result.summary.requests,
+              ...quiet,
             }),
           );
         } else {
@@ -237,21 +249,21 @@ async function scenarioUploadBig() {
           const r = await onRegistry(registry, () =>
             timed('bash', ['-c', script], { env: baseEnv, workDir: work }),
           );
-          runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds }));
+          runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds, ...quiet }));
         }
       } finally {
         await registry.stop();
       }
     });
     log(
-      `upload-big rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s`,
+      `upload-big ${round(size / MB, 0)} MB rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s`,
     );
   }
   const ratios = pairs(runs, (o, b) => o.mibPerSecond / b.mibPerSecond);
   const ours = median(runs.ours.map((r) => r.mibPerSecond));
   const rss = Math.max(...runs.ours.map((r) => r.peakRssMB));
   return {
-    id: 'upload-big',
+    id: BIG_SIZES.length > 1 ? `upload-big-${round(size / MB, 0)}` : 'upload-big',
     scenario: `upload one ${round(size / MB, 0)} MB .conda`,
     ours: `${round(ours, 0)} MiB/s (${round(median(runs.ours.map((r) => r.seconds)), 2)} s)`,
     baseline: `curl -T: ${round(median(runs.baseline.map((r) => r.mibPerSecond)), 0)} MiB/s (${round(median(runs.baseline.map((r) => r.seconds)), 2)} s)`,
@@ -589,7 +601,8 @@ const started = new Date();
 const rows = [];
 try {
   makePackages();
-  if (wanted('upload-big')) rows.push(await scenarioUploadBig());
+  if (wanted('upload-big'))
+    for (const bytes of BIG_SIZES) rows.push(await scenarioUploadBig(bigFileOf(bytes)));
   if (wanted('small')) rows.push(...(await scenarioSmall()));
   if (wanted('promote')) rows.push(...(await scenarioPromote()));
   if (wanted('repodata')) rows.push(...(await scenarioRepodata()));
@@ -629,7 +642,7 @@ const summary = {
 };
 const resultsDir = join(root, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });
-const out = join(resultsDir, `${started.toISOString().slice(0, 10)}.json`);
+const out = join(resultsDir, `${values.out ?? started.toISOString().slice(0, 10)}.json`);
 writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
 process.stdout.write(
   `\n${table}\n\n1-minute load average during the runs: median ${summary.loadAverage1m.median}, ${summary.loadAverage1m.min}-${summary.loadAverage1m.max} on ${summary.machine.cpus} CPUs\nwritten to ${out}\n`,

@@ -20,8 +20,8 @@ import { mapLimit } from '../util/map-limit.js';
 import type { Digest } from '../oci/digest.js';
 import { InvalidReferenceError } from '../oci/errors.js';
 import { describeError } from '../util/describe-error.js';
-import type { Descriptor } from '../oci/manifest.js';
-import { pushArtifact } from '../oci/push.js';
+import type { Artifact } from '../oci/artifact.js';
+import { pushArtifact, pushBlobs } from '../oci/push.js';
 import { listReferrers } from '../oci/referrers.js';
 import { channelRepository, channelUrl, formatReference, isSubdir, type Channel } from '../conda/channel.js';
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
@@ -154,13 +154,13 @@ async function uploadOne(
   if (existing?.digest === artifact.descriptor.digest) {
     // A run cut off after the manifest and before the receipt left no receipt: write it now.
     if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0) {
-      await pushReceipt(
-        repository,
+      const receipt = uploadReceipt(
         artifact.descriptor,
         { file, subdir, sha256: pkg.sha256 },
         options,
         context,
       );
+      await pushArtifact(repository, receipt, { subject: artifact.descriptor, fresh: true });
     }
     context.reporter.info(`${file}: already staged as ${result.reference}`);
     return { ...result, status: 'exists' };
@@ -179,6 +179,25 @@ async function uploadOne(
     }
   }
 
+  const receipt = uploadReceipt(artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
+  let early = 0;
+  if (streamed) {
+    // The registry is still working through the package's last tens of MB (held in socket buffers
+    // on their way): the small blobs of the artifact and of its receipt go meanwhile, so that
+    // only the manifests are left once it is stored.
+    const packageDigest = `sha256:${pkg.sha256}`;
+    const others = artifact.blobs.filter((b) => b.descriptor.digest !== packageDigest);
+    const small = pushBlobs(repository, { blobs: others }, { fresh: true })
+      .then(async (pushed) => {
+        await pushBlobs(repository, receipt, { fresh: true }); // after: both share the empty config
+        return { pushed };
+      })
+      .catch((error: unknown) => ({ error }));
+    early = await streamed.uploaded; // its failure is no error: pushArtifact sends the package
+    const outcome = await small;
+    if ('error' in outcome) throw outcome.error;
+    early += outcome.pushed.reduce((sum, b) => sum + b.bytesSent, 0);
+  }
   const large = pkg.size >= 8 * 1024 * 1024;
   const outcome = await pushArtifact(repository, artifact, {
     tag: ref.tag,
@@ -190,8 +209,8 @@ async function uploadOne(
         }
       : {}),
   });
-  await pushReceipt(repository, artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
-  const bytesSent = outcome.bytesSent + (streamed?.bytesSent ?? 0);
+  await pushArtifact(repository, receipt, { subject: artifact.descriptor, fresh: true });
+  const bytesSent = outcome.bytesSent + early;
   context.reporter.info(
     `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(bytesSent)} sent)`,
   );
@@ -214,15 +233,16 @@ export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
  * the ordinary path reads the file again and reports the problem as it always does). If the
  * registry refuses the stream, the package as read is uploaded the ordinary way.
  *
- * Returns undefined where this does not apply; else the package, the tag's current descriptor
- * (undefined: a tag already there takes the ordinary path) and the bytes sent.
+ * Returns undefined where this does not apply; else, once the package is read, the package, the
+ * tag's current descriptor (undefined: a tag already there takes the ordinary path) and the
+ * bytes the upload sent, once it is done (0 if it failed, and the ordinary path sends them).
  */
 async function readWhileUploading(
   path: string,
   name: ArtifactFileName,
   options: UploadOptions,
   context: UploadContext,
-): Promise<{ pkg: PackageContents; existing: Descriptor | undefined; bytesSent: number } | undefined> {
+): Promise<{ pkg: PackageContents; existing: undefined; uploaded: Promise<number> } | undefined> {
   const subdir = subdirHint(path);
   if (subdir === undefined) return undefined;
   const size = await stat(path).then(
@@ -261,17 +281,18 @@ async function readWhileUploading(
   if (pkg.index.subdir !== subdir || pkg.size !== size) {
     settle.reject(new PackageError(file, 'not the package its directory and size announced'));
     await upload;
-    return { pkg, existing: undefined, bytesSent: 0 }; // checkedSubdir says what is wrong
+    return { pkg, existing: undefined, uploaded: Promise.resolve(0) }; // checkedSubdir says what is wrong
   }
   settle.resolve(`sha256:${pkg.sha256}`);
-  const outcome = await upload;
-  if ('failed' in outcome) {
+  // Not awaited here: the registry has yet to work through what the socket buffers hold.
+  const uploaded = upload.then((outcome) => {
+    if (!('failed' in outcome)) return outcome.bytesSent;
     context.reporter.info(
       `${file}: the registry did not take it streamed (${describeError(outcome.failed)}); sending it again`,
     );
-    return { pkg, existing: undefined, bytesSent: 0 };
-  }
-  return { pkg, existing: undefined, bytesSent: outcome.bytesSent };
+    return 0;
+  });
+  return { pkg, existing: undefined, uploaded };
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {
@@ -290,13 +311,13 @@ function checkedSubdir(pkg: PackageContents, path: string): string {
   return subdir;
 }
 
-async function pushReceipt(
-  repository: ReturnType<Store['repository']>,
+/** The upload receipt of a package manifest (SPEC §6.1), to push as its referrer. */
+function uploadReceipt(
   subject: Parameters<typeof buildRecord>[2],
   what: { file: string; subdir: string; sha256: string },
   options: UploadOptions,
   context: UploadContext,
-): Promise<void> {
+): Artifact {
   const uploadedAt = (context.now?.() ?? new Date()).toISOString();
   const receipt: UploadReceipt = {
     schema: 1,
@@ -307,6 +328,5 @@ async function pushReceipt(
     ...(options.run ? { run: options.run } : {}),
     tool: context.tool ?? 'conda-oci',
   };
-  const record = buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
-  await pushArtifact(repository, record, { subject, fresh: true });
+  return buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
 }

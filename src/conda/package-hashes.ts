@@ -43,13 +43,17 @@ const SLOTS = 8;
 
 /**
  * The ring's bookkeeping, in shared memory as well: slots are filled and hashed in turn, and the
- * two sides signal each other with Atomics (a postMessage per slot cost ~0.3 ms on each side).
+ * two sides signal each other with Atomics (a postMessage per slot cost ~0.3 ms on each side). A
+ * worker that sleeps is woken once half the ring is filled (or at the end), not for every slot:
+ * each wake is a futex call and a thread switch.
  */
 const FILLED = 0; // slots filled so far (by this thread)
 const HASHED = 1; // slots hashed so far (by the worker)
 const ENDED = 2; // 1 once every slot was filled
 const EVENTS = 3; // changes at every fill and at the end: what the worker waits on
-const LENGTHS = 4; // then the byte count of each slot
+const SLEEPING = 4; // 1 while the worker waits (or is about to)
+const LENGTHS = 5; // then the byte count of each slot
+const WAKE_AT = SLOTS / 2;
 
 /** Atomics.waitAsync (ES2024; Node has it since 16), which the project's ES2022 lib leaves out. */
 function waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: unknown } {
@@ -74,7 +78,9 @@ for (let hashed = 0; ; hashed++) {
       parentPort.postMessage({ sha256: sha256 && sha256.digest('hex'), md5: md5.digest('hex') });
       return;
     }
-    Atomics.wait(control, ${EVENTS}, events);
+    Atomics.store(control, ${SLEEPING}, 1);
+    if (Atomics.load(control, ${FILLED}) === hashed) Atomics.wait(control, ${EVENTS}, events);
+    Atomics.store(control, ${SLEEPING}, 0);
   }
   const slot = hashed % ${SLOTS};
   const view = ring.subarray(slot * ${SLOT_BYTES}, slot * ${SLOT_BYTES} + control[${LENGTHS} + slot]);
@@ -121,7 +127,7 @@ export class ThreadHasher implements PackageHasher {
       this.ring.set(chunk.subarray(at, at + length), slot * SLOT_BYTES);
       this.control[LENGTHS + slot] = length;
       Atomics.store(this.control, FILLED, ++this.filled);
-      this.signal();
+      this.signal(this.filled - hashed >= WAKE_AT);
       at += length;
     }
   }
@@ -131,7 +137,7 @@ export class ThreadHasher implements PackageHasher {
     return new Promise((resolve, reject) => {
       this.result = { resolve, reject };
       Atomics.store(this.control, ENDED, 1);
-      this.signal();
+      this.signal(true);
     });
   }
 
@@ -142,10 +148,10 @@ export class ThreadHasher implements PackageHasher {
     await this.worker.terminate();
   }
 
-  /** Wakes the worker. */
-  private signal(): void {
+  /** Tells the worker of a change; wakes it if it sleeps and `wake`. */
+  private signal(wake: boolean): void {
     Atomics.add(this.control, EVENTS, 1);
-    Atomics.notify(this.control, EVENTS);
+    if (wake && Atomics.load(this.control, SLEEPING) === 1) Atomics.notify(this.control, EVENTS);
   }
 
   /** Waits (without blocking this thread) until the worker has hashed another slot. */
