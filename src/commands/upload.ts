@@ -13,7 +13,7 @@ import {
   type ProvenanceOptions,
 } from '../conda/artifact.js';
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
-import { ThreadHasher } from '../conda/package-hashes.js';
+import { localHasher, ThreadHasher, type PackageHasher } from '../conda/package-hashes.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -258,15 +258,16 @@ async function readWhileUploading(
   const reporter = context.reporter;
   const pieces = await FilePieces.open(path, size, {
     ...(reporter.progress ? { onRead: (n: number) => reporter.progress?.(file, n, size) } : {}),
-  });
+  }).catch(() => undefined); // the ordinary path reports the file's problem
+  if (!pieces) return undefined;
+  // Hashed on another thread, so that hashing (most of the CPU) and sending overlap.
+  const hasher = startHasher();
   let settle!: { resolve: (digest: Digest) => void; reject: (err: unknown) => void };
   const digest = new Promise<Digest>((resolve, reject) => (settle = { resolve, reject }));
   digest.catch(() => undefined); // the upload sees the rejection
   const upload = repository
     .pushBlobStream({ size, ...pieces.upload, digest })
     .catch((err: unknown) => ({ failed: err }));
-  // Hashed on another thread, so that hashing (most of the CPU) and sending overlap.
-  const hasher = new ThreadHasher();
   let pkg: PackageContents;
   try {
     pkg = await readPackage(pieces.forReader(), file, undefined, { hasher });
@@ -275,7 +276,7 @@ async function readWhileUploading(
     await upload;
     return undefined;
   } finally {
-    void hasher.close();
+    void hasher.close?.();
     await pieces.close();
   }
   if (pkg.index.subdir !== subdir || pkg.size !== size) {
@@ -293,6 +294,15 @@ async function readWhileUploading(
     return 0;
   });
   return { pkg, existing: undefined, uploaded };
+}
+
+/** A ThreadHasher, or (where no worker thread can start) hashing on this thread. */
+function startHasher(): PackageHasher & { close?: () => Promise<void> } {
+  try {
+    return new ThreadHasher();
+  } catch {
+    return localHasher();
+  }
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {
