@@ -122,9 +122,9 @@ function skopeoEnv() {
 }
 
 /** Our CLI, as users run it: a node child process of the bundle. Returns the measurement and the result document. */
-async function cli(args) {
+async function cli(args, cliBundle = bundle) {
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
-  const measured = await timed(process.execPath, [...nodeArgs, bundle, ...args, '--json'], {
+  const measured = await timed(process.execPath, [...nodeArgs, cliBundle, ...args, '--json'], {
     env: baseEnv,
     workDir: work,
     cwd: work,
@@ -162,10 +162,20 @@ function cepTag(version, build) {
 }
 
 /** Runs `body(kind)` for 'ours' and 'baseline' in alternating order: ABAB... */
-async function alternate(rep, body) {
-  const order = rep % 2 === 0 ? ['ours', 'baseline'] : ['baseline', 'ours'];
+/** Runs `body(kind)` for each kind, in an order turned by one each repetition: AB BA, ABC CAB BCA... */
+async function alternate(rep, body, kinds = ['ours', 'baseline']) {
+  const order =
+    kinds.length === 2
+      ? rep % 2 === 0
+        ? kinds
+        : [...kinds].reverse()
+      : kinds.map((_, i) => kinds[(i + 2 * rep) % kinds.length]);
   for (const kind of order) await body(kind);
 }
+
+// BENCH_CLI_BEFORE: another bundle (e.g. built from the commit before a change) whose uploads run
+// side by side with ours and curl's in upload-big, reported as `before`.
+const bundleBefore = process.env.BENCH_CLI_BEFORE;
 
 const loads = [];
 function noteLoad(where) {
@@ -219,47 +229,56 @@ function makePackages() {
 async function scenarioUploadBig(bigFile) {
   const size = statSync(bigFile).size;
   const sha256 = await sha256File(bigFile);
-  const runs = { ours: [], baseline: [] };
+  const runs = { ours: [], baseline: [], ...(bundleBefore ? { before: [] } : {}) };
   for (let rep = 0; rep < REPS; rep++) {
     const idle = values['wait-idle'] ? round(await waitForIdle(Number(values['wait-idle'])), 2) : undefined;
-    await alternate(rep, async (kind) => {
-      const registry = await startRegistry(work);
-      try {
-        const load = noteLoad(`upload-big ${kind} ${rep}`);
-        const quiet = idle !== undefined ? { idleBefore: idle } : {};
-        if (kind === 'ours') {
-          const r = await onRegistry(registry, () =>
-            cli(['upload', bigFile, '--to', `oci://${registry.host}/bench/conda-forge`]),
-          );
-          const a = r.result.artifacts[0];
-          if (a.status !== 'uploaded') throw new Error(`upload: ${a.status} ${a.error ?? ''}`);
-          runs.ours.push(
-            measurement(r, load, {
-              mibPerSecond: size / 2 ** 20 / r.seconds,
-              requests: r.result.summary.requests,
-              ...quiet,
-            }),
-          );
-        } else {
-          // The monolithic upload of the distribution spec: POST a session, PUT the bytes with their digest.
-          const script =
-            `set -e; loc=$(curl -sSf -o /dev/null -w '%header{location}' -X POST ${registry.url}/v2/bench/curl/blobs/uploads/); ` +
-            `case "$loc" in http*) ;; *) loc="${registry.url}$loc";; esac; ` +
-            `curl -sSf -o /dev/null -T '${bigFile}' -H 'content-type: application/octet-stream' "$loc&digest=sha256:${sha256}"`;
-          const r = await onRegistry(registry, () =>
-            timed('bash', ['-c', script], { env: baseEnv, workDir: work }),
-          );
-          runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds, ...quiet }));
+    await alternate(
+      rep,
+      async (kind) => {
+        const registry = await startRegistry(work);
+        try {
+          const load = noteLoad(`upload-big ${kind} ${rep}`);
+          const quiet = idle !== undefined ? { idleBefore: idle } : {};
+          if (kind === 'ours' || kind === 'before') {
+            const r = await onRegistry(registry, () =>
+              cli(
+                ['upload', bigFile, '--to', `oci://${registry.host}/bench/conda-forge`],
+                kind === 'before' ? bundleBefore : bundle,
+              ),
+            );
+            const a = r.result.artifacts[0];
+            if (a.status !== 'uploaded') throw new Error(`upload: ${a.status} ${a.error ?? ''}`);
+            runs[kind].push(
+              measurement(r, load, {
+                mibPerSecond: size / 2 ** 20 / r.seconds,
+                requests: r.result.summary.requests,
+                ...quiet,
+              }),
+            );
+          } else {
+            // The monolithic upload of the distribution spec: POST a session, PUT the bytes with their digest.
+            const script =
+              `set -e; loc=$(curl -sSf -o /dev/null -w '%header{location}' -X POST ${registry.url}/v2/bench/curl/blobs/uploads/); ` +
+              `case "$loc" in http*) ;; *) loc="${registry.url}$loc";; esac; ` +
+              `curl -sSf -o /dev/null -T '${bigFile}' -H 'content-type: application/octet-stream' "$loc&digest=sha256:${sha256}"`;
+            const r = await onRegistry(registry, () =>
+              timed('bash', ['-c', script], { env: baseEnv, workDir: work }),
+            );
+            runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds, ...quiet }));
+          }
+        } finally {
+          await registry.stop();
         }
-      } finally {
-        await registry.stop();
-      }
-    });
+      },
+      Object.keys(runs),
+    );
     log(
-      `upload-big ${round(size / MB, 0)} MB rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s`,
+      `upload-big ${round(size / MB, 0)} MB rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s` +
+        (runs.before ? `, before ${runs.before.at(-1).seconds} s` : ''),
     );
   }
   const ratios = pairs(runs, (o, b) => o.mibPerSecond / b.mibPerSecond);
+  const beforeRatios = runs.before?.map((o, i) => round(o.mibPerSecond / runs.baseline[i].mibPerSecond, 3));
   const ours = median(runs.ours.map((r) => r.mibPerSecond));
   const rss = Math.max(...runs.ours.map((r) => r.peakRssMB));
   return {
@@ -273,6 +292,17 @@ async function scenarioUploadBig(bigFile) {
     peakRssMB: rss,
     met: median(ratios) >= 0.9 && rss <= 150,
     registryCpuSeconds: registryCpu(runs),
+    ...(beforeRatios
+      ? {
+          before: {
+            ratio: median(beforeRatios),
+            ratios: beforeRatios,
+            peakRssMB: Math.max(...runs.before.map((r) => r.peakRssMB)),
+            cpuSeconds: median(runs.before.map((r) => r.cpuSeconds)),
+          },
+        }
+      : {}),
+    cpuSeconds: median(runs.ours.map((r) => r.cpuSeconds)),
     runs,
     ratios,
   };

@@ -1,5 +1,5 @@
 /**
- * The sha256 and md5 of a package's bytes as they stream by (SPEC §4: both go into the record),
+ * The sha256 and md5 of a package's bytes as they stream by (SPEC §4, §5: repodata needs both),
  * on this thread or on a worker thread.
  *
  * The two hashes are most of the CPU an upload costs (md5 ~1.4 ms and sha256 ~0.6 ms per MiB on
