@@ -43,9 +43,9 @@ const SLOTS = 8;
 
 /**
  * The ring's bookkeeping, in shared memory as well: slots are filled and hashed in turn, and the
- * two sides signal each other with Atomics (a postMessage per slot cost 0.4-0.6 ms on each side, profiled under load). A
- * worker that sleeps is woken once half the ring is filled (or at the end), not for every slot:
- * each wake is a futex call and a thread switch.
+ * two sides signal each other with Atomics (a postMessage per slot cost 0.4-0.6 ms on each side,
+ * profiled under load). A worker that sleeps is woken once half the ring is filled (or at the
+ * end), not for every slot: each wake is a futex call and a thread switch.
  */
 const FILLED = 0; // slots filled so far (by this thread)
 const HASHED = 1; // slots hashed so far (by the worker)
