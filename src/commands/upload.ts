@@ -225,7 +225,10 @@ export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
  * once: each piece of the file goes to the registry (one PATCH) and through the package reader
  * (hashes, checks), and the upload is closed with the digest once the reader has it. Hashing and
  * checking 500 MB take ~2 s of CPU: done before the upload, as for other packages, they added
- * ~40% to its time. The repository needs the subdir, which index.json names at the end of the
+ * ~40% to its time. The file goes through a ring of reused buffers (file-pieces.ts) and the hashes
+ * are computed on another thread (ThreadHasher), so that memory stays flat and hashing overlaps
+ * the sending (bench/README.md, "Large uploads"). The repository needs the subdir, which
+ * index.json names at the end of the
  * file: this path is taken when the file's directory names it (conda-build and rattler-build
  * write `<subdir>/<file>`; an index.json that names another subdir is refused anyway).
  *
