@@ -228,9 +228,9 @@ export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
  * ~40% to its time. The file goes through a ring of reused buffers (file-pieces.ts) and the hashes
  * are computed on another thread (ThreadHasher), so that memory stays flat and hashing overlaps
  * the sending (bench/README.md, "Large uploads"). The repository needs the subdir, which
- * index.json names at the end of the
- * file: this path is taken when the file's directory names it (conda-build and rattler-build
- * write `<subdir>/<file>`; an index.json that names another subdir is refused anyway).
+ * index.json names at the end of the file: this path is taken when the file's directory names it
+ * (conda-build and rattler-build write `<subdir>/<file>`; an index.json that names another subdir
+ * is refused anyway).
  *
  * Nothing is stored unless the package reads without a problem (else the session is cancelled and
  * the ordinary path reads the file again and reports the problem as it always does). If the
