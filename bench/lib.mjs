@@ -28,6 +28,32 @@ export function loadAverage() {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 }
 
+function cpuTimes() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { idle: fields[3] + fields[4], total: fields.slice(0, 8).reduce((a, b) => a + b, 0) };
+}
+
+/** The share of the machine's CPU time that was idle over the next `ms` milliseconds. */
+export async function idleShare(ms = 1000) {
+  const before = cpuTimes();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = cpuTimes();
+  return (after.idle - before.idle) / Math.max(1, after.total - before.total);
+}
+
+/**
+ * Waits until a one-second sample finds at least `share` of the CPU idle (the machine is shared:
+ * runs made while others compute say more about them than about us); gives up after `maxMs`.
+ * Returns the idle share of the last sample.
+ */
+export async function waitForIdle(share, maxMs = 20 * 60_000) {
+  const deadline = Date.now() + maxMs;
+  for (;;) {
+    const idle = await idleShare(1000);
+    if (idle >= share || Date.now() > deadline) return idle;
+  }
+}
+
 let registries = 0;
 
 /**

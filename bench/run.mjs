@@ -4,8 +4,8 @@
  * on one machine and one kind of registry (CNCF distribution, Debian's `docker-registry`, on
  * loopback, a fresh instance with empty storage for every measured run).
  *
- *   node bench/run.mjs [--reps 3] [--big-mib 500] [--small 200] [--only upload-big,small,promote,repodata]
- *                      [--repodata-artifacts 20000] [--skip-build] [--keep]
+ *   node bench/run.mjs [--reps 3] [--big-mib 500[,954...]] [--small 200] [--only upload-big,small,promote,repodata]
+ *                      [--repodata-artifacts 20000] [--skip-build] [--keep] [--out <name>] [--wait-idle 0.85]
  *
  * Every measured command is a child process under GNU time (wall time from here, peak RSS and
  * CPU from time): our CLI as users run it (the ncc bundle, `node dist/cli/index.js`-style,
@@ -31,7 +31,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadAverage, log, median, round, startRegistry, timed } from './lib.mjs';
+import { loadAverage, log, median, round, startRegistry, timed, waitForIdle } from './lib.mjs';
 import { writeConda } from './packages.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,10 +46,14 @@ const { values } = parseArgs({
     'repodata-artifacts': { type: 'string', default: '20000' },
     'skip-build': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    // Before each pair of upload-big runs, wait for a second in which this share of the CPU is idle.
+    'wait-idle': { type: 'string' },
   },
 });
 const REPS = Number(values.reps);
-const BIG_BYTES = Number(values['big-mib']) * 1024 * 1024;
+// One upload-big row per size; promote uses the first.
+const BIG_SIZES = values['big-mib'].split(',').map((mib) => Number(mib) * 1024 * 1024);
 const SMALL = Number(values.small);
 const ONLY = values.only ? new Set(values.only.split(',')) : undefined;
 const wanted = (name) => !ONLY || ONLY.has(name);
@@ -118,9 +122,9 @@ function skopeoEnv() {
 }
 
 /** Our CLI, as users run it: a node child process of the bundle. Returns the measurement and the result document. */
-async function cli(args) {
+async function cli(args, cliBundle = bundle) {
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []; // e.g. --cpu-prof
-  const measured = await timed(process.execPath, [...nodeArgs, bundle, ...args, '--json'], {
+  const measured = await timed(process.execPath, [...nodeArgs, cliBundle, ...args, '--json'], {
     env: baseEnv,
     workDir: work,
     cwd: work,
@@ -158,10 +162,20 @@ function cepTag(version, build) {
 }
 
 /** Runs `body(kind)` for 'ours' and 'baseline' in alternating order: ABAB... */
-async function alternate(rep, body) {
-  const order = rep % 2 === 0 ? ['ours', 'baseline'] : ['baseline', 'ours'];
+/** Runs `body(kind)` for each kind, in an order turned by one each repetition: AB BA, ABC CAB BCA... */
+async function alternate(rep, body, kinds = ['ours', 'baseline']) {
+  const order =
+    kinds.length === 2
+      ? rep % 2 === 0
+        ? kinds
+        : [...kinds].reverse()
+      : kinds.map((_, i) => kinds[(i + 2 * rep) % kinds.length]);
   for (const kind of order) await body(kind);
 }
+
+// BENCH_CLI_BEFORE: another bundle (e.g. built from the commit before a change) whose uploads run
+// side by side with ours and curl's in upload-big, reported as `before`.
+const bundleBefore = process.env.BENCH_CLI_BEFORE;
 
 const loads = [];
 function noteLoad(where) {
@@ -175,14 +189,19 @@ function noteLoad(where) {
 
 const pkgDir = join(work, 'pkgs');
 const big = { name: 'big-pkg', version: '1.0.0', build: 'h60d1e4c_0' };
-const bigFile = join(pkgDir, 'big', 'linux-64', `${big.name}-${big.version}-${big.build}.conda`);
+const bigFileOf = (bytes) =>
+  join(pkgDir, `big-${bytes / 2 ** 20}`, 'linux-64', `${big.name}-${big.version}-${big.build}.conda`);
+const bigFile = bigFileOf(BIG_SIZES[0]);
 const smallDir = join(pkgDir, 'small', 'noarch');
 
 function makePackages() {
   const started = performance.now();
   if (wanted('upload-big') || wanted('promote')) {
-    mkdirSync(dirname(bigFile), { recursive: true });
-    writeConda(dirname(bigFile), { ...big, subdir: 'linux-64', payloadBytes: BIG_BYTES, seed: 'big' });
+    for (const payloadBytes of wanted('upload-big') ? BIG_SIZES : BIG_SIZES.slice(0, 1)) {
+      const file = bigFileOf(payloadBytes);
+      mkdirSync(dirname(file), { recursive: true });
+      writeConda(dirname(file), { ...big, subdir: 'linux-64', payloadBytes, seed: 'big' });
+    }
   }
   if (wanted('small')) {
     mkdirSync(smallDir, { recursive: true });
@@ -207,51 +226,63 @@ function makePackages() {
 // ---------------------------------------------------------------------------------------------
 // Scenario: upload one big .conda vs curl -T (monolithic PUT of the same bytes)
 
-async function scenarioUploadBig() {
+async function scenarioUploadBig(bigFile) {
   const size = statSync(bigFile).size;
   const sha256 = await sha256File(bigFile);
-  const runs = { ours: [], baseline: [] };
+  const runs = { ours: [], baseline: [], ...(bundleBefore ? { before: [] } : {}) };
   for (let rep = 0; rep < REPS; rep++) {
-    await alternate(rep, async (kind) => {
-      const registry = await startRegistry(work);
-      try {
-        const load = noteLoad(`upload-big ${kind} ${rep}`);
-        if (kind === 'ours') {
-          const r = await onRegistry(registry, () =>
-            cli(['upload', bigFile, '--to', `oci://${registry.host}/bench/conda-forge`]),
-          );
-          const a = r.result.artifacts[0];
-          if (a.status !== 'uploaded') throw new Error(`upload: ${a.status} ${a.error ?? ''}`);
-          runs.ours.push(
-            measurement(r, load, {
-              mibPerSecond: size / 2 ** 20 / r.seconds,
-              requests: r.result.summary.requests,
-            }),
-          );
-        } else {
-          // The monolithic upload of the distribution spec: POST a session, PUT the bytes with their digest.
-          const script =
-            `set -e; loc=$(curl -sSf -o /dev/null -w '%header{location}' -X POST ${registry.url}/v2/bench/curl/blobs/uploads/); ` +
-            `case "$loc" in http*) ;; *) loc="${registry.url}$loc";; esac; ` +
-            `curl -sSf -o /dev/null -T '${bigFile}' -H 'content-type: application/octet-stream' "$loc&digest=sha256:${sha256}"`;
-          const r = await onRegistry(registry, () =>
-            timed('bash', ['-c', script], { env: baseEnv, workDir: work }),
-          );
-          runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds }));
+    const idle = values['wait-idle'] ? round(await waitForIdle(Number(values['wait-idle'])), 2) : undefined;
+    await alternate(
+      rep,
+      async (kind) => {
+        const registry = await startRegistry(work);
+        try {
+          const load = noteLoad(`upload-big ${kind} ${rep}`);
+          const quiet = idle !== undefined ? { idleBefore: idle } : {};
+          if (kind === 'ours' || kind === 'before') {
+            const r = await onRegistry(registry, () =>
+              cli(
+                ['upload', bigFile, '--to', `oci://${registry.host}/bench/conda-forge`],
+                kind === 'before' ? bundleBefore : bundle,
+              ),
+            );
+            const a = r.result.artifacts[0];
+            if (a.status !== 'uploaded') throw new Error(`upload: ${a.status} ${a.error ?? ''}`);
+            runs[kind].push(
+              measurement(r, load, {
+                mibPerSecond: size / 2 ** 20 / r.seconds,
+                requests: r.result.summary.requests,
+                ...quiet,
+              }),
+            );
+          } else {
+            // The monolithic upload of the distribution spec: POST a session, PUT the bytes with their digest.
+            const script =
+              `set -e; loc=$(curl -sSf -o /dev/null -w '%header{location}' -X POST ${registry.url}/v2/bench/curl/blobs/uploads/); ` +
+              `case "$loc" in http*) ;; *) loc="${registry.url}$loc";; esac; ` +
+              `curl -sSf -o /dev/null -T '${bigFile}' -H 'content-type: application/octet-stream' "$loc&digest=sha256:${sha256}"`;
+            const r = await onRegistry(registry, () =>
+              timed('bash', ['-c', script], { env: baseEnv, workDir: work }),
+            );
+            runs.baseline.push(measurement(r, load, { mibPerSecond: size / 2 ** 20 / r.seconds, ...quiet }));
+          }
+        } finally {
+          await registry.stop();
         }
-      } finally {
-        await registry.stop();
-      }
-    });
+      },
+      Object.keys(runs),
+    );
     log(
-      `upload-big rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s`,
+      `upload-big ${round(size / MB, 0)} MB rep ${rep + 1}: ours ${runs.ours.at(-1).seconds} s, curl ${runs.baseline.at(-1).seconds} s` +
+        (runs.before ? `, before ${runs.before.at(-1).seconds} s` : ''),
     );
   }
   const ratios = pairs(runs, (o, b) => o.mibPerSecond / b.mibPerSecond);
+  const beforeRatios = runs.before?.map((o, i) => round(o.mibPerSecond / runs.baseline[i].mibPerSecond, 3));
   const ours = median(runs.ours.map((r) => r.mibPerSecond));
   const rss = Math.max(...runs.ours.map((r) => r.peakRssMB));
   return {
-    id: 'upload-big',
+    id: BIG_SIZES.length > 1 ? `upload-big-${round(size / MB, 0)}` : 'upload-big',
     scenario: `upload one ${round(size / MB, 0)} MB .conda`,
     ours: `${round(ours, 0)} MiB/s (${round(median(runs.ours.map((r) => r.seconds)), 2)} s)`,
     baseline: `curl -T: ${round(median(runs.baseline.map((r) => r.mibPerSecond)), 0)} MiB/s (${round(median(runs.baseline.map((r) => r.seconds)), 2)} s)`,
@@ -261,6 +292,17 @@ async function scenarioUploadBig() {
     peakRssMB: rss,
     met: median(ratios) >= 0.9 && rss <= 150,
     registryCpuSeconds: registryCpu(runs),
+    ...(beforeRatios
+      ? {
+          before: {
+            ratio: median(beforeRatios),
+            ratios: beforeRatios,
+            peakRssMB: Math.max(...runs.before.map((r) => r.peakRssMB)),
+            cpuSeconds: median(runs.before.map((r) => r.cpuSeconds)),
+          },
+        }
+      : {}),
+    cpuSeconds: median(runs.ours.map((r) => r.cpuSeconds)),
     runs,
     ratios,
   };
@@ -589,7 +631,8 @@ const started = new Date();
 const rows = [];
 try {
   makePackages();
-  if (wanted('upload-big')) rows.push(await scenarioUploadBig());
+  if (wanted('upload-big'))
+    for (const bytes of BIG_SIZES) rows.push(await scenarioUploadBig(bigFileOf(bytes)));
   if (wanted('small')) rows.push(...(await scenarioSmall()));
   if (wanted('promote')) rows.push(...(await scenarioPromote()));
   if (wanted('repodata')) rows.push(...(await scenarioRepodata()));
@@ -629,7 +672,7 @@ const summary = {
 };
 const resultsDir = join(root, 'bench', 'results');
 mkdirSync(resultsDir, { recursive: true });
-const out = join(resultsDir, `${started.toISOString().slice(0, 10)}.json`);
+const out = join(resultsDir, `${values.out ?? started.toISOString().slice(0, 10)}.json`);
 writeFileSync(out, `${JSON.stringify(summary, null, 2)}\n`);
 process.stdout.write(
   `\n${table}\n\n1-minute load average during the runs: median ${summary.loadAverage1m.median}, ${summary.loadAverage1m.min}-${summary.loadAverage1m.max} on ${summary.machine.cpus} CPUs\nwritten to ${out}\n`,

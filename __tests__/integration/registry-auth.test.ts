@@ -4,8 +4,11 @@
  * hygiene on redirects and token realms. Outcomes are checked in registry state and request
  * counts (token server, proxy), never in log text.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
@@ -15,9 +18,17 @@ import { canonicalJson } from '../../src/util/canonical-json.js';
 import { EMPTY_JSON_BYTES, MEDIA_TYPE_OCI_MANIFEST } from '../../src/oci/media-types.js';
 import { normalizeScopes, parseChallenge, realmMayReceiveCredentials } from '../../src/oci/remote/auth.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/oci/remote/client.js';
-import { actions, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { buildCli, runCli } from '../helpers/cli.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import {
+  actions,
+  startProxy,
+  type ProxyAction,
+  type ProxyRequest,
+  type TestProxy,
+} from '../helpers/proxy.js';
 import { useRegistry } from '../helpers/registry.js';
-import { testSecret } from '../helpers/secrets.js';
+import { findLeaks, testSecret } from '../helpers/secrets.js';
 
 // Holds the marker the suite-wide secret scan looks for (helpers/secrets.ts).
 const SECRET = testSecret('pa55-w0rd-that-must-never-leak');
@@ -438,5 +449,165 @@ describe('token registry', () => {
       const asked = registry.tokenServer!.requests.slice(before);
       expect(asked.map((r) => r.username)).toEqual(['admin']);
     });
+  });
+});
+
+// ---- issued tokens are secrets -------------------------------------------------------------
+
+describe('a token the token service issues is masked like a password', () => {
+  // The token server registers every token it issues with the suite-wide scan
+  // (helpers/token-server.ts, registerTestSecret), so a leak here also fails the whole run.
+  const registry = useRegistry({ auth: 'token', users: [{ username: 'alice', password: SECRET }] });
+  const CONDA = 'demo-pkg-1.2.3-h1234567_0.conda';
+  let proxy: TestProxy;
+  let work: string;
+  beforeAll(async () => {
+    proxy = await startProxy(registry.url);
+    work = mkdtempSync(join(tmpdir(), 'conda-oci-token-echo-'));
+    await buildCli();
+  }, 180_000);
+  afterAll(async () => {
+    await proxy.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    proxy.clearRules();
+    proxy.clearRecords();
+  });
+
+  /** The bearer token a request carries (the proxy sees what the client sends). */
+  const bearer = (r: ProxyRequest): string | undefined =>
+    /^Bearer (\S+)$/.exec(String(r.headers.authorization ?? ''))?.[1];
+
+  /** Registries that quote the token back: in an error message, in a retried error, in a header. */
+  const echoes: {
+    where: string;
+    echo: (token: string) => ProxyAction;
+    /** Echo on this many requests (then forward). */
+    times?: number;
+    /** The artifact's status in the result document. */
+    status: 'failed' | 'uploaded';
+    /** What the output says where the token was. */
+    masked: RegExp;
+  }[] = [
+    {
+      where: 'in the error body of a refused manifest PUT',
+      echo: (token) =>
+        actions.status(400, {
+          errors: [{ code: 'MANIFEST_INVALID', message: `manifest refused for bearer ${token}` }],
+        }),
+      status: 'failed',
+      masked: /answered 400 \(MANIFEST_INVALID: manifest refused for bearer \*\*\*\)/,
+    },
+    {
+      where: 'in the error body of a 503, which the retry message quotes',
+      echo: (token) =>
+        actions.status(503, { errors: [{ code: 'UNAVAILABLE', message: `try later, ${token}` }] }),
+      times: 1,
+      status: 'uploaded',
+      masked: /retrying PUT \S+ in \d+ ms: .*answered 503 \(UNAVAILABLE: try later, \*\*\*\)/,
+    },
+    {
+      where: 'in the Docker-Content-Digest header of a manifest PUT answer, which the mismatch quotes',
+      echo: (token) => actions.rewriteResponse({ headers: { 'docker-content-digest': `sha256:${token}` } }),
+      status: 'failed',
+      masked: /Docker-Content-Digest: expected sha256:[0-9a-f]{64}, got sha256:\*\*\*/,
+    },
+  ];
+
+  test.each(echoes.map((e, i) => [e.where, { ...e, i }] as const))(
+    'echoed %s: stdout, stderr and the result file hold no token',
+    async (_, { echo, times, status, masked, i }) => {
+      const echoed: string[] = [];
+      proxy.on(
+        { method: 'PUT', path: /\/manifests\//, where: (r) => bearer(r) !== undefined },
+        (r) => {
+          echoed.push(bearer(r)!);
+          return echo(bearer(r)!);
+        },
+        times === undefined ? {} : { times },
+      );
+      const resultFile = join(work, `result-${i}.json`);
+      const run = await runCli([
+        'upload',
+        fixturePath(CONDA),
+        '--to',
+        `oci://${proxy.host}/echo/${i}`,
+        '--username',
+        'alice',
+        '--password',
+        SECRET,
+        '--json',
+        '--result',
+        resultFile,
+      ]);
+      const result = readFileSync(resultFile, 'utf8');
+      const text = `${run.stdout}\n${run.stderr}\n${result}`;
+      // The attack happened: the registry echoed real tokens, and the output says where.
+      expect(echoed.length).toBeGreaterThan(0);
+      expect(text).toMatch(masked);
+      const artifacts = (JSON.parse(result) as { artifacts: { file: string; status: string }[] }).artifacts;
+      expect(artifacts.map((a) => [a.file, a.status])).toEqual([[CONDA, status]]);
+      expect(run.code, run.stderr).toBe(status === 'failed' ? 1 : 0);
+      // Not a trace of any of them: as sent, base64- or URL-encoded.
+      expect(findLeaks(text, echoed)).toEqual([]);
+      for (const token of new Set(echoed)) {
+        expect(text.includes(token)).toBe(false);
+        expect(text.includes(Buffer.from(token).toString('base64'))).toBe(false);
+      }
+    },
+  );
+
+  test('serve: a token echoed in an error the gateway logs is masked in its stderr and its answers', async () => {
+    const echoed: string[] = [];
+    const authenticated = (r: ProxyRequest): boolean => bearer(r) !== undefined;
+    // A HEAD without Docker-Content-Digest makes the gateway read the manifest (GET), which echoes.
+    proxy.on(
+      { method: 'HEAD', path: /\/manifests\//, where: authenticated },
+      actions.status(200, '{}', { 'content-type': MEDIA_TYPE_OCI_MANIFEST }),
+    );
+    proxy.on({ method: 'GET', path: /\/manifests\//, where: authenticated }, (r) => {
+      echoed.push(bearer(r)!);
+      return actions.status(400, {
+        errors: [{ code: 'MANIFEST_INVALID', message: `not for bearer ${bearer(r)!}` }],
+      });
+    });
+    let listening: (url: string) => void;
+    const url = new Promise<string>((resolve) => (listening = resolve));
+    let answers = '';
+    const run = await runCli(
+      [
+        'serve',
+        '--channel',
+        `oci://${proxy.host}/echo/serve`,
+        '--listen',
+        '127.0.0.1:0',
+        '--username',
+        'alice',
+        '--password',
+        SECRET,
+      ],
+      {
+        onStderr: (text) => {
+          const at = / at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(text);
+          if (at) listening(at[1]!);
+        },
+        onSpawn: (child) => {
+          void url.then(async (base) => {
+            for (const path of ['noarch/repodata.json', 'linux-64/repodata.json']) {
+              const response = await fetch(`${base}${path}`);
+              answers += `${response.status} ${JSON.stringify([...response.headers])} ${await response.text()}\n`;
+            }
+            child.kill('SIGTERM');
+          });
+        },
+      },
+    );
+    const text = `${run.stdout}\n${run.stderr}\n${answers}`;
+    expect(echoed.length).toBeGreaterThan(0);
+    expect(answers).toMatch(/^502 /);
+    expect(run.stderr).toMatch(/answered 400 \(MANIFEST_INVALID: not for bearer \*\*\*\)/);
+    expect(findLeaks(text, echoed)).toEqual([]);
+    for (const token of new Set(echoed)) expect(text.includes(token)).toBe(false);
   });
 });

@@ -93,6 +93,30 @@ describe('upload of a large package', () => {
     }
   });
 
+  test('a registry that takes the body slowly gets the same bytes (the read buffers wait for it)', async () => {
+    // The PATCH body stops for a while after 2 MiB: the reader, eight 1 MiB buffers ahead at most,
+    // must wait for the upload instead of reading over pieces it has not sent yet.
+    proxy.clearRecords();
+    const rule = proxy.on({ method: 'PATCH' }, actions.stall('request', 2 * 1024 * 1024, 800), { times: 1 });
+    const result = await upload([big.path], 'slow/conda-forge').finally(() => rule.remove());
+    expect(result.exitCode).toBe(0);
+    const a = result.artifacts[0]!;
+    expect(a).toMatchObject({ status: 'uploaded', sha256: big.sha256, md5: big.md5 });
+    expect(proxy.count({ method: 'PATCH' })).toBe(1);
+    // The stream was taken: no PUT carried the package again.
+    expect(proxy.bytes({ method: 'PUT', path: /\/blobs\/uploads\// }).request).toBeLessThan(64 * 1024);
+    // Stored as the file is: the registry checked the digest, and the bytes read back match.
+    const store = new RemoteStore({ host: registry.host, plainHttp: true });
+    try {
+      const fetched = await store.repository(a.repository!).fetchManifest(a.tag!);
+      const info = readPackageManifest(fetched.bytes, a.reference!);
+      const blob = Buffer.from(await store.repository(a.repository!).readBlob(info.packageLayer, 64 << 20));
+      expect(blob.equals(readFileSync(big.path))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('a registry that refuses the stream gets the ordinary upload', async () => {
     proxy.clearRecords();
     const rule = proxy.on({ method: 'PATCH' }, actions.status(416), { times: 1 });

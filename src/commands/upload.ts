@@ -3,14 +3,14 @@
  * the staging channel in the CEP v1 layout. Blobs and manifests already there are not sent again;
  * one bad artifact does not stop the others.
  */
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { buildPackageArtifact, MEDIA_TYPE_CONDA_PACKAGE_V2, readPackageManifest } from '../conda/artifact.js';
 import { channelRepository, channelUrl, isSubdir, KNOWN_SUBDIRS, type Channel } from '../conda/channel.js';
 import { packageReference, parseArtifactFileName, type ArtifactFileName } from '../conda/naming.js';
+import { localHasher, ThreadHasher, type PackageHasher } from '../conda/package-hashes.js';
 import { PackageError, readPackage, readPackageFile, type PackageContents } from '../conda/package-reader.js';
 import { ARTIFACT_TYPE_UPLOAD_RECEIPT, buildRecord, type UploadReceipt } from '../conda/records.js';
 import { defineCommand, type CommandContext } from '../core/command.js';
@@ -36,14 +36,16 @@ import {
 import type { SigstoreInstance } from '../identity/trust.js';
 import type { Digest } from '../oci/digest.js';
 import { InvalidReferenceError } from '../oci/errors.js';
+import type { Artifact } from '../oci/artifact.js';
 import type { Descriptor, ManifestBytes } from '../oci/manifest.js';
-import { pushArtifact } from '../oci/push.js';
+import { pushArtifact, pushBlobs } from '../oci/push.js';
 import { listReferrers } from '../oci/referrers.js';
 import { fileSource, type Repository, type Store } from '../oci/storage.js';
 import { UsageError } from '../usage.js';
 import { describeError } from '../util/describe-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { mapLimit } from '../util/map-limit.js';
+import { FilePieces } from './file-pieces.js';
 import { conflictError, inspectPlace, places, writeCopy, type Place, type PlaceState } from './locations.js';
 import { finish, type ArtifactResult, type CommandResult } from './report.js';
 import { publicationChannel } from './requester.js';
@@ -308,14 +310,15 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
   const existing = streamed ? streamed.existing : await repository.resolve(main.tag);
   if (existing?.digest === artifact.descriptor.digest) {
     // A run cut off after the manifest and before the receipt left no receipt: write it now.
-    if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0)
-      await pushReceipt(
-        repository,
+    if ((await listReferrers(repository, existing.digest, ARTIFACT_TYPE_UPLOAD_RECEIPT)).length === 0) {
+      const receipt = uploadReceipt(
         artifact.descriptor,
         { file, subdir, sha256: pkg.sha256 },
         options,
         context,
       );
+      await pushArtifact(repository, receipt, { subject: artifact.descriptor, fresh: true });
+    }
     const copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
     const attestation = await attest(target, repository, artifact.descriptor, file, pkg.sha256);
     context.reporter.info(`${file}: already staged as ${result.reference}`);
@@ -335,6 +338,25 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
     }
   }
 
+  const receipt = uploadReceipt(artifact.descriptor, { file, subdir, sha256: pkg.sha256 }, options, context);
+  let early = 0;
+  if (streamed) {
+    // The registry is still working through the package's last tens of MB (held in socket buffers
+    // on their way): the small blobs of the artifact and of its receipt go meanwhile, so that
+    // only the manifests are left once it is stored.
+    const packageDigest = `sha256:${pkg.sha256}`;
+    const others = artifact.blobs.filter((b) => b.descriptor.digest !== packageDigest);
+    const small = pushBlobs(repository, { blobs: others }, { fresh: true })
+      .then(async (pushed) => {
+        await pushBlobs(repository, receipt, { fresh: true }); // after: both share the empty config
+        return { pushed };
+      })
+      .catch((error: unknown) => ({ error }));
+    early = await streamed.uploaded; // its failure is no error: pushArtifact sends the package
+    const outcome = await small;
+    if ('error' in outcome) throw outcome.error;
+    early += outcome.pushed.reduce((sum, b) => sum + b.bytesSent, 0);
+  }
   const large = pkg.size >= 8 * 1024 * 1024;
   const progress = context.reporter.progress?.bind(context.reporter);
   const outcome = await pushArtifact(repository, artifact, {
@@ -347,13 +369,7 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
   let copied: number;
   let attestation: { attestation?: string };
   try {
-    await pushReceipt(
-      repository,
-      artifact.descriptor,
-      { file, subdir, sha256: pkg.sha256 },
-      options,
-      context,
-    );
+    await pushArtifact(repository, receipt, { subject: artifact.descriptor, fresh: true });
     copied = await stageCopies(target, main, copies, copyStates, artifact.manifest, file);
     attestation = await attest(target, repository, artifact.descriptor, file, pkg.sha256);
   } catch (err) {
@@ -361,7 +377,7 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
     await deleteStaged(repository, artifact.descriptor.digest).catch(() => undefined);
     throw err;
   }
-  const bytesSent = outcome.bytesSent + (streamed?.bytesSent ?? 0) + copied;
+  const bytesSent = outcome.bytesSent + early + copied;
   context.reporter.info(
     `${file}: ${existing ? 'replaced' : 'staged'} ${result.reference} (${formatBytes(bytesSent)} sent)`,
   );
@@ -442,22 +458,26 @@ export const STREAMED_UPLOAD_MIN = 16 * 1024 * 1024;
  * once: each piece of the file goes to the registry (one PATCH) and through the package reader
  * (hashes, checks), and the upload is closed with the digest once the reader has it. Hashing and
  * checking 500 MB take ~2 s of CPU: done before the upload, as for other packages, they added
- * ~40% to its time. The repository needs the subdir, which index.json names at the end of the
- * file: this path is taken when the file's directory names it (conda-build and rattler-build
- * write `<subdir>/<file>`; an index.json that names another subdir is refused anyway).
+ * ~40% to its time. The file goes through a ring of reused buffers (file-pieces.ts) and the hashes
+ * are computed on another thread (ThreadHasher), so that memory stays flat and hashing overlaps
+ * the sending (bench/README.md, "Large uploads"). The repository needs the subdir, which
+ * index.json names at the end of the file: this path is taken when the file's directory names it
+ * (conda-build and rattler-build write `<subdir>/<file>`; an index.json that names another subdir
+ * is refused anyway).
  *
  * Nothing is stored unless the package reads without a problem (else the session is cancelled and
  * the ordinary path reads the file again and reports the problem as it always does). If the
  * registry refuses the stream, the package as read is uploaded the ordinary way.
  *
- * Returns undefined where this does not apply; else the package, the tag's current descriptor
- * (undefined: a tag already there takes the ordinary path) and the bytes sent.
+ * Returns undefined where this does not apply; else, once the package is read, the package, the
+ * tag's current descriptor (undefined: a tag already there takes the ordinary path) and the
+ * bytes the upload sent, once it is done (0 if it failed, and the ordinary path sends them).
  */
 async function readWhileUploading(
   path: string,
   name: ArtifactFileName,
   target: Target,
-): Promise<{ pkg: PackageContents; existing: Descriptor | undefined; bytesSent: number } | undefined> {
+): Promise<{ pkg: PackageContents; existing: undefined; uploaded: Promise<number> } | undefined> {
   const { context } = target;
   const subdir = subdirHint(path);
   if (subdir === undefined) return undefined;
@@ -471,77 +491,54 @@ async function readWhileUploading(
   if (!repository.pushBlobStream || (await repository.resolve(ref.tag))) return undefined;
 
   const file = basename(path);
-  const outgoing = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  const reporter = context.reporter;
+  const pieces = await FilePieces.open(path, size, {
+    ...(reporter.progress ? { onRead: (n: number) => reporter.progress?.(file, n, size) } : {}),
+  }).catch(() => undefined); // the ordinary path reports the file's problem
+  if (!pieces) return undefined;
+  // Hashed on another thread, so that hashing (most of the CPU) and sending overlap.
+  const hasher = startHasher();
   let settle!: { resolve: (digest: Digest) => void; reject: (err: unknown) => void };
   const digest = new Promise<Digest>((resolve, reject) => (settle = { resolve, reject }));
   digest.catch(() => undefined); // the upload sees the rejection
   const upload = repository
-    .pushBlobStream({ size, stream: outgoing, digest })
+    .pushBlobStream({ size, ...pieces.upload, digest })
     .catch((err: unknown) => ({ failed: err }));
-  const input = createReadStream(path, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
-  const reporter = context.reporter;
   let pkg: PackageContents;
   try {
-    pkg = await readPackage(
-      tee(input, outgoing, reporter.progress ? (n) => reporter.progress?.(file, n, size) : undefined),
-      file,
-    );
+    pkg = await readPackage(pieces.forReader(), file, undefined, { hasher });
   } catch (err) {
-    settle.reject(err);
-    outgoing.destroy(err as Error); // fails the PATCH, whose body would otherwise wait for the rest
+    settle.reject(err); // the upload's stream has failed too, if it was not complete
     await upload;
     return undefined;
+  } finally {
+    void hasher.close?.();
+    await pieces.close();
   }
   if (pkg.index.subdir !== subdir || pkg.size !== size) {
     settle.reject(new PackageError(file, 'not the package its directory and size announced'));
     await upload;
-    return { pkg, existing: undefined, bytesSent: 0 }; // checkedSubdir says what is wrong
+    return { pkg, existing: undefined, uploaded: Promise.resolve(0) }; // checkedSubdir says what is wrong
   }
   settle.resolve(`sha256:${pkg.sha256}`);
-  const outcome = await upload;
-  if ('failed' in outcome) {
+  // Not awaited here: the registry has yet to work through what the socket buffers hold.
+  const uploaded = upload.then((outcome) => {
+    if (!('failed' in outcome)) return outcome.bytesSent;
     context.reporter.info(
       `${file}: the registry did not take it streamed (${describeError(outcome.failed)}); sending it again`,
     );
-    return { pkg, existing: undefined, bytesSent: 0 };
-  }
-  return { pkg, existing: undefined, bytesSent: outcome.bytesSent };
-}
-
-/**
- * Yields the pieces of `source`, each after handing it to `outgoing` and waiting while that is
- * full, so the reader never runs far ahead of the upload; once `outgoing` is gone (the upload
- * failed) the reader alone sets the pace.
- */
-async function* tee(
-  source: Readable,
-  outgoing: PassThrough,
-  onProgress: ((bytes: number) => void) | undefined,
-): AsyncGenerator<Buffer> {
-  let read = 0;
-  try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      if (!outgoing.destroyed && !outgoing.write(chunk)) await drainedOrClosed(outgoing);
-      read += chunk.length;
-      onProgress?.(read);
-      yield chunk;
-    }
-    if (!outgoing.destroyed) outgoing.end();
-  } finally {
-    source.destroy();
-  }
-}
-
-function drainedOrClosed(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
+    return 0;
   });
+  return { pkg, existing: undefined, uploaded };
+}
+
+/** A ThreadHasher, or (where no worker thread can start) hashing on this thread. */
+function startHasher(): PackageHasher & { close?: () => Promise<void> } {
+  try {
+    return new ThreadHasher();
+  } catch {
+    return localHasher();
+  }
 }
 
 function checkedSubdir(pkg: PackageContents, path: string): string {
@@ -560,13 +557,13 @@ function checkedSubdir(pkg: PackageContents, path: string): string {
   return subdir;
 }
 
-async function pushReceipt(
-  repository: ReturnType<Store['repository']>,
+/** The upload receipt of a package manifest (SPEC §6.1), to push as its referrer. */
+function uploadReceipt(
   subject: Parameters<typeof buildRecord>[2],
   what: { file: string; subdir: string; sha256: string },
   options: UploadOptions,
   context: CommandContext,
-): Promise<void> {
+): Artifact {
   const uploadedAt = context.now().toISOString();
   const receipt: UploadReceipt = {
     schema: 1,
@@ -577,6 +574,5 @@ async function pushReceipt(
     run: options.run,
     tool: context.tool,
   };
-  const record = buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
-  await pushArtifact(repository, record, { subject, fresh: true });
+  return buildRecord(ARTIFACT_TYPE_UPLOAD_RECEIPT, receipt, subject, uploadedAt);
 }

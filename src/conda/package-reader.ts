@@ -15,7 +15,6 @@
  * expansion limit (expansion.ts). Every problem with the package ends in a PackageError that
  * names the file.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -25,6 +24,7 @@ import { formatBytes } from '../util/format-bytes.js';
 import { Bzip2Decoder } from './bzip2.js';
 import { DEFAULT_EXPANSION, ExpansionLimit, type ExpansionLimits } from './expansion.js';
 import { DEFAULT_INFO_LAYER_LIMITS, readInfoLayer } from './info-layer.js';
+import { localHasher, type PackageHasher } from './package-hashes.js';
 import {
   buildInfoTarGz,
   checkInfoLink,
@@ -158,12 +158,17 @@ export interface ReadOptions {
    * proves it.
    */
   verifiedSha256?: string;
+  /** Computes sha256 and md5 (e.g. a ThreadHasher, on another thread); default: on this one. */
+  hasher?: PackageHasher;
 }
 
 /**
  * Reads a package from a stream. Errors of the stream itself (a network failure, a digest
  * mismatch found by a verifying stream) are rethrown unchanged; every problem of the package is a
  * PackageError. On a PackageError the input is closed without reading further.
+ *
+ * No input chunk is kept once the next is asked for (what is needed later is copied): upload's
+ * streamed path reads into the same buffers again (commands/file-pieces.ts).
  */
 export async function readPackage(
   input: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
@@ -172,8 +177,7 @@ export async function readPackage(
   options: ReadOptions = {},
 ): Promise<PackageContents> {
   const name = baseName(fileName);
-  const sha256 = options.verifiedSha256 === undefined ? createHash('sha256') : undefined;
-  const md5 = createHash('md5');
+  const hasher = options.hasher ?? localHasher(options.verifiedSha256 === undefined);
   let size = 0;
   const iterator = (input as AsyncIterable<unknown>)[Symbol.asyncIterator]();
   let reading = false;
@@ -192,16 +196,16 @@ export async function readPackage(
       if (!(chunk instanceof Uint8Array)) {
         throw new ArchiveError('the input stream yields text, not bytes (do not set an encoding on it)');
       }
-      sha256?.update(chunk);
-      md5.update(chunk);
+      const room = hasher.update(chunk);
+      if (room) await room;
       size += chunk.length;
       parser.push(chunk);
       await parser.settle();
     }
     const info = await parser.end();
     const contents = await describe(name, format, info, all);
-    const hex = sha256 ? sha256.digest('hex') : options.verifiedSha256!;
-    return { ...contents, sha256: hex, md5: md5.digest('hex'), size };
+    const digests = await hasher.digests();
+    return { ...contents, sha256: options.verifiedSha256 ?? digests.sha256!, md5: digests.md5, size };
   } catch (err) {
     parser?.destroy();
     if (reading) throw err; // an error of the input itself, unchanged

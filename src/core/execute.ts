@@ -68,6 +68,8 @@ export async function execute(given: CommandInput, env: Environment): Promise<Co
       ...(typeof options.username === 'string' ? { username: options.username } : {}),
       ...(typeof options.password === 'string' ? { password: options.password } : {}),
       onCredentials: (creds) => registerCredentials(creds.username, creds.password),
+      // Tokens a registry issues are secrets too: masked like passwords wherever they are echoed.
+      onToken: registerSecret,
     });
     opened.set(url, { channel: c, store });
     return { channel: c, store };

@@ -23,6 +23,8 @@ export interface StoreOptions extends HttpOptions, CredentialSources {
   chunkSize?: number;
   /** Told of the credentials in use, so the caller can mask them in logs. */
   onCredentials?: (credentials: Credentials) => void;
+  /** Told of every token a registry's token service issues, so the caller can mask it too. */
+  onToken?: (token: string) => void;
 }
 
 export function openStore(channel: Channel, options: StoreOptions = {}): Store {

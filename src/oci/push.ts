@@ -35,7 +35,23 @@ export async function pushArtifact(
   artifact: Artifact,
   options: PushArtifactOptions = {},
 ): Promise<PushArtifactOutcome> {
-  const blobs = await mapLimit(artifact.blobs, options.concurrency ?? 2, (blob) =>
+  const blobs = await pushBlobs(repository, artifact, options);
+  const bytesSent = blobs.reduce((sum, b) => sum + b.bytesSent, 0);
+  if (options.subject) {
+    const descriptor = await pushReferrer(repository, artifact.manifest, options.subject.digest);
+    return { descriptor, bytesSent, blobs };
+  }
+  const pushed = await repository.pushManifest(artifact.manifest, options.tag);
+  return { descriptor: pushed.descriptor, bytesSent, blobs };
+}
+
+/** The blobs of an artifact as pushArtifact sends them, without the manifest. */
+export function pushBlobs(
+  repository: Repository,
+  artifact: Pick<Artifact, 'blobs'>,
+  options: Pick<PushArtifactOptions, 'fresh' | 'concurrency' | 'onProgress'> = {},
+): Promise<PushOutcome[]> {
+  return mapLimit(artifact.blobs, options.concurrency ?? 2, (blob) =>
     repository.pushBlob(blob.descriptor, blob.content, {
       ...(options.onProgress ? { onProgress: (n: number) => options.onProgress!(blob.descriptor, n) } : {}),
       ...(options.fresh &&
@@ -45,11 +61,4 @@ export async function pushArtifact(
         : {}),
     }),
   );
-  const bytesSent = blobs.reduce((sum, b) => sum + b.bytesSent, 0);
-  if (options.subject) {
-    const descriptor = await pushReferrer(repository, artifact.manifest, options.subject.digest);
-    return { descriptor, bytesSent, blobs };
-  }
-  const pushed = await repository.pushManifest(artifact.manifest, options.tag);
-  return { descriptor: pushed.descriptor, bytesSent, blobs };
 }

@@ -66,8 +66,13 @@ export interface PushBlobOptions {
  */
 export interface StreamedBlob {
   size: number;
-  /** The bytes, `size` of them; read once. */
-  stream: Readable;
+  /**
+   * The bytes, `size` of them, iterated once. Their producer may reuse a chunk's memory once two
+   * more chunks have been asked for: the consumer must be done with it by then.
+   */
+  chunks: AsyncIterable<Uint8Array>;
+  /** Called when the upload ends without iterating `chunks` to the end (or at all). */
+  abandon(): void;
   /** Settles once the bytes have been read to the end: their digest, or why to abandon the upload. */
   digest: Promise<Digest>;
 }

@@ -5,6 +5,9 @@
  * Credentials go to the registry origin itself and to a token realm that is on the registry's
  * host or a sibling of it (ghcr.io -> ghcr.io/token; registry-1.docker.io -> auth.docker.io), over
  * HTTPS unless the realm is on loopback. Nothing else ever sees them.
+ *
+ * A token the service issues is a secret like a password: it is handed to `onToken` before any
+ * request carries it, so that the program can mask it wherever a registry echoes it back.
  */
 import { isLoopbackHost } from '../reference.js';
 import { ProtocolError, RegistryError } from '../errors.js';
@@ -121,6 +124,7 @@ export class Authenticator {
     private readonly registryHost: string,
     private readonly credentials: Credentials | undefined,
     private readonly now: () => number = Date.now,
+    private readonly onToken?: (token: string) => void,
   ) {}
 
   /** The Authorization header for a request needing `scopes`, once the scheme is known. */
@@ -232,6 +236,7 @@ export class Authenticator {
           : undefined;
     if (token === undefined)
       throw new ProtocolError(`the token service ${redactUrl(url)} answered without a token`);
+    if (token !== '') this.onToken?.(token);
     // The token spec's default lifetime is 60 s; renew a little early.
     const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
     return { token, expiresAt: started + lifetime * 900 };

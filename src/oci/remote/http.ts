@@ -24,8 +24,11 @@ export interface HttpRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: URL;
   headers?: Headers;
-  /** A body that can be produced again for a retry. */
-  body?: () => Readable | Uint8Array | string;
+  /**
+   * A body that can be produced again for a retry. An iterable is pulled chunk by chunk as the
+   * socket takes them (see countIterable).
+   */
+  body?: () => Readable | Uint8Array | string | AsyncIterable<Uint8Array>;
 }
 
 export interface HttpResponse {
@@ -124,6 +127,9 @@ export class HttpClient {
     const produced = request.body?.();
     if (produced instanceof Readable) {
       body = this.countSent(produced);
+    } else if (typeof produced === 'object' && Symbol.asyncIterator in produced) {
+      // undici takes async iterables (its Dispatcher.md, `body`), though its types leave them out.
+      body = countIterable(produced, this.stats) as unknown as Readable;
     } else if (produced !== undefined) {
       this.stats.bytesSent += typeof produced === 'string' ? Buffer.byteLength(produced) : produced.length;
       body = produced;
@@ -224,6 +230,21 @@ export class HttpClient {
 }
 
 const COUNTER_HIGH_WATER_MARK = 4 * 1024 * 1024;
+
+/**
+ * An iterable body, counted as undici pulls it. No buffer in between: undici asks for the next
+ * chunk only once the socket has taken the last one, and a producer that reuses memory relies on
+ * that (see StreamedBlob).
+ */
+async function* countIterable(
+  source: AsyncIterable<Uint8Array>,
+  stats: HttpStats,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    stats.bytesSent += chunk.length;
+    yield chunk;
+  }
+}
 
 function prematureClose(): Error {
   return Object.assign(new Error('the request body was closed before its end'), {
