@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { zstdDecompress } from '../../src/compress.js';
 import { silentReporter, type CommandResult, type Reporter } from '../../src/commands/report.js';
 import { main } from '../../src/cli/main.js';
+import { withoutArtifactType } from '../../src/conda/artifact.js';
 import { NAMING_V1, NAMING_V1_V0, parseNaming } from '../../src/conda/naming-scheme.js';
 import { execute } from '../../src/core/execute.js';
 import { readInputs } from '../../src/action/inputs.js';
@@ -85,6 +86,20 @@ async function getBlob(repository: string, digest: string): Promise<Buffer> {
   const response = await fetch(`${registry.url}/v2/${repository}/blobs/${digest}`);
   expect(response.status, `${repository}@${digest}`).toBe(200);
   return Buffer.from(await response.arrayBuffer());
+}
+
+/**
+ * The digest a v0 name holds for a v1 manifest: the same manifest without `artifactType`, the
+ * pre-OCI-1.1 form that conda-oci-mirror's oras-py reads. Its layers are the v1 manifest's.
+ */
+async function v0FormDigest(repository: string, v1Digest: string): Promise<string> {
+  const response = await fetch(`${registry.url}/v2/${repository}/manifests/${v1Digest}`, {
+    headers: { accept: MANIFEST_ACCEPT },
+  });
+  expect(response.status, `${repository}@${v1Digest}`).toBe(200);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const v0 = withoutArtifactType({ mediaType: MANIFEST_ACCEPT, bytes });
+  return `sha256:${createHash('sha256').update(v0.bytes).digest('hex')}`;
 }
 
 /** The v0 repository component and tag of a file name, as the clients compute them. */
@@ -189,7 +204,15 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
           headers: { accept: MANIFEST_ACCEPT },
         },
       );
-      expect(head.headers.get('docker-content-digest'), e.filename).toBe(result.digest);
+      expect(head.headers.get('docker-content-digest'), e.filename).toBe(
+        await v0FormDigest(result.repository!, result.digest!),
+      );
+      const v0 = (await getManifest(`stage/conda-forge/${e.subdir}/${component}`, tag)) as {
+        artifactType?: string;
+        layers: Layer[];
+      };
+      expect(v0.artifactType).toBeUndefined();
+      expect(v0.layers.map((l) => l.digest)).toContain(`sha256:${e.sha256}`);
     }
   });
 
@@ -359,7 +382,8 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
       const v0Latest = first.artifacts.find(
         (a) => a.subdir === subdir && a.repository?.endsWith('/repodata.json'),
       )!;
-      expect(v0Latest.digest).toBe(v1.digest);
+      const v0Digest = await v0FormDigest(v1.repository!, v1.digest!);
+      expect(v0Latest.digest).toBe(v0Digest);
       const stamped = await fetch(
         `${registry.url}/v2/prod/conda-forge/${subdir}/repodata.json/manifests/20260304T050607Z`,
         {
@@ -367,7 +391,7 @@ describe('layout both: upload, validate, promote and repodata with v0 names', ()
           headers: { accept: MANIFEST_ACCEPT },
         },
       );
-      expect(stamped.headers.get('docker-content-digest')).toBe(v1.digest);
+      expect(stamped.headers.get('docker-content-digest')).toBe(v0Digest);
     }
 
     const seen = new Map<string, Record_>();
@@ -507,8 +531,25 @@ describe('the v0/v1 name collision: cmake (v0 <subdir>/cmake) and make (v1 <subd
     // make takes its v1 name, cmake:3.1-h0, in staging and in production.
     await stage('sa2/c', [make], 'both');
     const promoted = await promoteFrom('sa2/c', 'prod-a/c', [make], 'both');
-    expect(promoted.artifacts[0]!.status).toBe('promoted');
+    expect(promoted.artifacts[0]!.status, promoted.artifacts[0]!.error).toBe('promoted');
     expect(await tagDigest('prod-a/c/linux-64/cmake', '3.1-h0')).toBe(promoted.artifacts[0]!.digest);
+  });
+
+  test('a version so long that its v0 tag passes 128 characters: a short deterministic v0 tag, staged, validated and promoted whole, its blob found by sha256', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conda-oci-v0-long-'));
+    const long = await makePackage(dir, { name: 'longver', version: `1.${'2'.repeat(130)}`, build: 'h0_0' });
+    const full = v0Of(long.file).tag;
+    expect(full.length).toBeGreaterThan(128);
+    // The first 110 characters, then `-h` and 16 hex digits of the full tag's sha256: 128 in all.
+    const short = `${full.slice(0, 110)}-h${createHash('sha256').update(full).digest('hex').slice(0, 16)}`;
+    await stage('sl/c', [long], 'both');
+    const staged = await tagDigest('sl/c/linux-64/longver', short);
+    expect(staged).not.toBeNull();
+    const promoted = await promoteFrom('sl/c', 'prod-l/c', [long], 'both');
+    expect(promoted.artifacts[0]!.status, promoted.artifacts[0]!.error).toBe('promoted');
+    expect(await tagDigest('prod-l/c/linux-64/longver', short)).toBe(staged);
+    const blob = await getBlob('prod-l/c/linux-64/longver', `sha256:${long.sha256}`);
+    expect(createHash('sha256').update(blob).digest('hex')).toBe(long.sha256);
   });
 
   test('a channel that already holds cmake at its v0 name (an older writer): make is refused, production tags never move, and repodata lists cmake once', async () => {

@@ -237,7 +237,10 @@ async function cleanOne(
     try {
       await deleteStaged(repository, fetched.descriptor.digest);
       for (const where of furtherPlaces(options.naming, channel, subdir, info))
-        await deleteIfHolds(run.store, where, fetched.descriptor.digest);
+        await deleteIfHolds(run.store, where, {
+          mediaType: fetched.descriptor.mediaType,
+          bytes: fetched.bytes,
+        });
     } catch (err) {
       // Known by now: the result names the package, not only the tag.
       return { ...result, status: 'failed', error: describeError(err) };

@@ -6,12 +6,12 @@
  * A location that holds another package is never overwritten: whoever reads a channel takes names
  * from manifest annotations, not from where a manifest sits.
  */
-import { readPackageManifest } from '../conda/artifact.js';
+import { readPackageManifest, withoutArtifactType } from '../conda/artifact.js';
 import { channelRepository, formatReference, type Channel } from '../conda/channel.js';
 import type { PackageIdentity } from '../conda/naming.js';
-import type { Naming, PackageLocation } from '../conda/naming-scheme.js';
+import type { ManifestForm, Naming, PackageLocation } from '../conda/naming-scheme.js';
 import { copyManifestBlobs } from '../oci/copy.js';
-import type { Digest } from '../oci/digest.js';
+import { digestOf, type Digest } from '../oci/digest.js';
 import { NotFoundError, OciError } from '../oci/errors.js';
 import type { ManifestBytes } from '../oci/manifest.js';
 import type { Store } from '../oci/storage.js';
@@ -24,15 +24,32 @@ export class LocationConflictError extends OciError {
 /** A location in a channel: full repository name, tag, and `host/repository:tag` for people. */
 export interface Place {
   scheme: PackageLocation['scheme'];
+  form: ManifestForm;
   repository: string;
   tag: string;
   reference: string;
+}
+
+/** The manifest as it is stored at a place (naming-scheme.ts: the place's form). */
+export function manifestAt(where: Pick<Place, 'form'>, manifest: ManifestBytes): ManifestBytes {
+  return where.form === 'pre-oci-1.1' ? withoutArtifactType(manifest) : manifest;
+}
+
+/** The digest the manifest has at a place. */
+export function digestAt(where: Pick<Place, 'form'>, manifest: ManifestBytes): Digest {
+  return digestOf(manifestAt(where, manifest).bytes);
+}
+
+/** What counts as this manifest at a place: its form there, or itself (as earlier versions wrote it). */
+function digestsAt(where: Pick<Place, 'form'>, manifest: ManifestBytes): Set<string> {
+  return new Set([digestAt(where, manifest), digestOf(manifest.bytes)]);
 }
 
 export function place(channel: Channel, location: PackageLocation): Place {
   const repository = channelRepository(channel, location.repository);
   return {
     scheme: location.scheme,
+    form: location.form,
     repository,
     tag: location.tag,
     reference: formatReference(channel, repository, location.tag),
@@ -78,12 +95,12 @@ export async function inspectPlace(
   store: Store,
   where: Place,
   identity: PackageIdentity,
-  digest: string,
+  manifest: ManifestBytes,
 ): Promise<PlaceState> {
   const repository = store.repository(where.repository);
   const current = await repository.resolve(where.tag);
   if (!current) return { kind: 'free' };
-  if (current.digest === digest) return { kind: 'same', digest };
+  if (digestsAt(where, manifest).has(current.digest)) return { kind: 'same', digest: current.digest };
   let held: PackageIdentity;
   try {
     held = readPackageManifest((await repository.fetchManifest(current.digest)).bytes, where.reference);
@@ -143,10 +160,11 @@ export async function writeCopy(
   return blobs.reduce((sum, b) => sum + b.bytesSent, 0);
 }
 
-/** Removes the manifest at a place if it holds exactly `digest` (staging clean-up). */
-export async function deleteIfHolds(store: Store, where: Place, digest: Digest): Promise<boolean> {
+/** Removes the manifest at a place if it holds this very manifest (staging clean-up). */
+export async function deleteIfHolds(store: Store, where: Place, manifest: ManifestBytes): Promise<boolean> {
   const repository = store.repository(where.repository);
-  if ((await repository.resolve(where.tag))?.digest !== digest) return false;
-  await repository.deleteManifest(digest);
+  const current = await repository.resolve(where.tag);
+  if (!current || !digestsAt(where, manifest).has(current.digest)) return false;
+  await repository.deleteManifest(current.digest);
   return true;
 }

@@ -33,7 +33,6 @@ import { flag, integerIn, text, type OptionsOf } from '../core/options.js';
 import { UsageError } from '../usage.js';
 import { nonEmptyKey } from './validate.js';
 import { copyManifestBlobs, type Located } from '../oci/copy.js';
-import { digestOf } from '../oci/digest.js';
 import { ProtocolError } from '../oci/errors.js';
 import type { ManifestBytes } from '../oci/manifest.js';
 import { ANNOTATION_CREATED } from '../oci/media-types.js';
@@ -42,7 +41,15 @@ import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
 import { describeError } from '../util/describe-error.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { RequestedArtifact } from './artifact-list.js';
-import { conflictError, deleteIfHolds, inspectPlace, places, writeCopy, type Place } from './locations.js';
+import {
+  conflictError,
+  deleteIfHolds,
+  inspectPlace,
+  manifestAt,
+  places,
+  writeCopy,
+  type Place,
+} from './locations.js';
 import { finish, type ArtifactResult, type CommandResult } from './report.js';
 import { deleteStaged } from './staged.js';
 
@@ -269,9 +276,10 @@ async function promoteOne(request: RequestedArtifact, run: Run): Promise<Artifac
   const attestation = body.requester?.attestation
     ? await staging.repository.fetchManifest(body.requester.attestation)
     : undefined;
+  const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
   // Before anything is written: a further name that holds other content stops the promotion whole.
   const copyStates = await Promise.all(
-    copies.map((where) => inspectPlace(run.production, where, identity, staged.descriptor.digest)),
+    copies.map((where) => inspectPlace(run.production, where, identity, stagedManifest)),
   );
   const taken = copyStates.findIndex((s) => s.kind !== 'free' && s.kind !== 'same');
   if (taken !== -1)
@@ -296,11 +304,10 @@ async function promoteOne(request: RequestedArtifact, run: Run): Promise<Artifac
   // what was checked and who published it.
   for (const referrer of referrers)
     await pushReferrer(production.repository, referrer, staged.descriptor.digest);
-  const stagedManifest = { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
   // Further names before the v1 tag: production never shows a v1 tag without them.
   for (const [i, where] of copies.entries())
     if (copyStates[i]!.kind === 'free')
-      await writeCopy(run.production, main.repository, where, stagedManifest);
+      await writeCopy(run.production, main.repository, where, manifestAt(where, stagedManifest));
   const lost = await writeProductionTag(
     production.repository,
     main,
@@ -311,7 +318,7 @@ async function promoteOne(request: RequestedArtifact, run: Run): Promise<Artifac
   if (lost) return { ...result, digest: staged.descriptor.digest, error: lost };
   if (options.deleteStaged) {
     await deleteStaged(staging.repository, staged.descriptor.digest);
-    for (const where of stagedCopies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
+    for (const where of stagedCopies) await deleteIfHolds(run.staging, where, stagedManifest);
   }
   context.reporter.info(`${request.file}: promoted to ${main.reference}`);
   return {
@@ -334,13 +341,12 @@ async function ensureCopies(
   identity: PackageIdentity,
   manifest: ManifestBytes,
 ): Promise<string[] | string> {
-  const digest = digestOf(manifest.bytes);
   const written: string[] = [];
   for (const where of copies) {
-    const state = await inspectPlace(store, where, identity, digest);
+    const state = await inspectPlace(store, where, identity, manifest);
     if (state.kind === 'same') continue;
     if (state.kind !== 'free') return conflictError(where, identity, state).message;
-    await writeCopy(store, main.repository, where, manifest);
+    await writeCopy(store, main.repository, where, manifestAt(where, manifest));
     written.push(`its ${where.scheme} name ${where.reference}`);
   }
   return written;

@@ -94,7 +94,7 @@ export const repodataCommand = defineCommand({
           ...(cacheDir ? { cacheDir } : {}),
           verify: options.verify,
           concurrency: options.concurrency,
-          layout: options.naming.layout,
+          naming: options.naming,
         },
         { store, reporter: context.reporter, now: context.now },
       );

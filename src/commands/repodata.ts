@@ -30,6 +30,7 @@ import {
   type MetadataKind,
 } from '../conda/metadata-artifact.js';
 import { isPackageTag, LATEST_TAG, packageReference } from '../conda/naming.js';
+import { NAMING_V1, type Naming, type RepodataCopy } from '../conda/naming-scheme.js';
 import {
   applyPatchInstructions,
   checkPatchInstructions,
@@ -67,7 +68,7 @@ import { packageRepositories, type PackageRepository } from './channel-scan.js';
 import { cacheKey, loadCache, saveCache, type CachedArtifact } from './repodata-cache.js';
 import { finish, type ArtifactResult, type CommandResult, type Reporter } from './report.js';
 import { formatBytes } from '../util/format-bytes.js';
-import { isV0NameOf, publishV0Repodata, type Layout } from './v0-compat.js';
+import { isV0NameOf, publishV0Repodata } from './v0-compat.js';
 
 export interface RepodataOptions {
   channel: Channel;
@@ -85,8 +86,8 @@ export interface RepodataOptions {
   /** Requests in flight at once. */
   concurrency?: number;
   compression?: CompressionLevels;
-  /** `both`: also publish the v0 `<subdir>/repodata.json:latest` today's clients read. */
-  layout?: Layout;
+  /** The naming scheme: with v0 names, the v0 repodata copies too. Default: v1 only. */
+  naming?: Naming;
 }
 
 export interface RepodataContext {
@@ -414,9 +415,10 @@ async function publish(publication: Publication, context: PublishContext): Promi
   return { ...result, digest: artifact.descriptor.digest, bytesSent: outcome.bytesSent };
 }
 
-/** Layout both: the v0 repodata, from the v1 repodata.json just published (or found unchanged). */
+/** The v0 repodata copies, from the v1 repodata.json just published (or found unchanged). */
 async function publishV0(
   subdir: string,
+  copies: RepodataCopy[],
   published: ArtifactResult,
   context: PublishContext,
 ): Promise<ArtifactResult[]> {
@@ -425,7 +427,7 @@ async function publishV0(
   const outcomes = await publishV0Repodata(
     context.store,
     context.channel,
-    subdir,
+    copies,
     published.repository,
     published.digest,
     context.tag,
@@ -585,10 +587,12 @@ async function indexSubdir(
   );
   const results: ArtifactResult[] = [];
   for (const publication of publications) results.push(await publish(publication, publishing));
-  if (options.layout === 'both')
+  const copies = (options.naming ?? NAMING_V1).repodataCopies(subdir);
+  if (copies.length)
     results.push(
       ...(await publishV0(
         subdir,
+        copies,
         results.find((r) => r.file === METADATA_KINDS.repodata.fileName)!,
         publishing,
       )),

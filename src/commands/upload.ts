@@ -46,7 +46,15 @@ import { describeError } from '../util/describe-error.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { mapLimit } from '../util/map-limit.js';
 import { FilePieces } from './file-pieces.js';
-import { conflictError, inspectPlace, places, writeCopy, type Place, type PlaceState } from './locations.js';
+import {
+  conflictError,
+  inspectPlace,
+  manifestAt,
+  places,
+  writeCopy,
+  type Place,
+  type PlaceState,
+} from './locations.js';
 import { finish, type ArtifactResult, type CommandResult } from './report.js';
 import { publicationChannel } from './requester.js';
 import { deleteStaged } from './staged.js';
@@ -301,7 +309,7 @@ async function uploadOne(path: string, target: Target): Promise<ArtifactResult> 
   // Another package at a further place stops this one before anything is staged. Other bytes of
   // the same package are replaced there, as the v1 tag is: staging is a waiting room.
   const copyStates = await Promise.all(
-    copies.map((where) => inspectPlace(store, where, identity, artifact.descriptor.digest)),
+    copies.map((where) => inspectPlace(store, where, identity, artifact.manifest)),
   );
   copyStates.forEach((state, i) => {
     if (state.kind === 'other-package') throw conflictError(copies[i]!, identity, state);
@@ -442,7 +450,7 @@ async function stageCopies(
   let sent = 0;
   for (const [i, where] of copies.entries()) {
     if (states[i]!.kind === 'same') continue;
-    sent += await writeCopy(target.store, main.repository, where, manifest);
+    sent += await writeCopy(target.store, main.repository, where, manifestAt(where, manifest));
     target.context.reporter.info(
       `${file}: also staged as ${where.reference} (${where.scheme} name, blobs mounted)`,
     );

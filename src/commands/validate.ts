@@ -32,13 +32,13 @@ import { reportFailures } from '../github/issues.js';
 import { runUrl } from '../github/run.js';
 import type { SigstoreInstance } from '../identity/trust.js';
 import { InvalidReferenceError, NotFoundError } from '../oci/errors.js';
-import type { Descriptor } from '../oci/manifest.js';
+import type { Descriptor, ManifestBytes } from '../oci/manifest.js';
 import { pushArtifact } from '../oci/push.js';
 import type { FetchedManifest, Repository, Store } from '../oci/storage.js';
 import { describeError } from '../util/describe-error.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { RequestedArtifact } from './artifact-list.js';
-import { conflictError, deleteIfHolds, inspectPlace, places, type Place } from './locations.js';
+import { conflictError, deleteIfHolds, digestAt, inspectPlace, places, type Place } from './locations.js';
 import { parseOwners, type OwnersMap } from './owners.js';
 import { finish, type ArtifactResult, type CommandResult } from './report.js';
 import {
@@ -278,12 +278,12 @@ async function validateOne(request: RequestedArtifact, run: Run): Promise<Artifa
   }
   let pkg: PackageContents | undefined;
   let requester: VerifiedRequester | undefined;
-  if (staged && info) {
+  const stagedBytes = staged && { mediaType: staged.descriptor.mediaType, bytes: staged.bytes };
+  if (staged && info && stagedBytes) {
     result.digest = staged.descriptor.digest;
     pkg = await checkContent(request, staged, info, repository, checks);
     if (pkg) Object.assign(result, { sha256: pkg.sha256, md5: pkg.md5, size: pkg.size });
-    for (const where of copies)
-      await checkCopy(run.staging, where, identity, staged.descriptor.digest, checks);
+    for (const where of copies) await checkCopy(run.staging, where, identity, stagedBytes, checks);
     requester = await checkRequester(run, repository, staged.descriptor, request, info, identity, checks);
     if (requester) {
       result.requester = describeRequester(requester);
@@ -299,7 +299,7 @@ async function validateOne(request: RequestedArtifact, run: Run): Promise<Artifa
       ) as [Place, ...Place[]];
       await checkProduction(run.production.store, published, info.packageLayer.digest, checks);
       for (const where of publishedCopies)
-        await checkCopyInProduction(run.production.store, where, identity, staged.descriptor.digest, checks);
+        await checkCopyInProduction(run.production.store, where, identity, stagedBytes, checks);
     }
   }
 
@@ -314,11 +314,11 @@ async function validateOne(request: RequestedArtifact, run: Run): Promise<Artifa
       requester,
       run,
     );
-  if (!checks.passed && options.deleteFailed && staged) {
+  if (!checks.passed && options.deleteFailed && staged && stagedBytes) {
     // Only what the requester itself attested: a request cannot delete another feedstock's upload.
     if (requester?.method === 'attestation') {
       await deleteStaged(repository, staged.descriptor.digest);
-      for (const where of copies) await deleteIfHolds(run.staging, where, staged.descriptor.digest);
+      for (const where of copies) await deleteIfHolds(run.staging, where, stagedBytes);
       context.reporter.info(`${request.file}: deleted from staging after failing validation`);
     } else context.reporter.info(`${request.file}: kept in staging (not attested by the requester)`);
   }
@@ -410,12 +410,13 @@ async function checkCopy(
   store: Store,
   where: Place,
   identity: PackageIdentity,
-  digest: string,
+  manifest: ManifestBytes,
   checks: CheckList,
 ): Promise<void> {
+  const digest = digestAt(where, manifest);
   const name = `${where.scheme}-name`;
   try {
-    const state = await inspectPlace(store, where, identity, digest);
+    const state = await inspectPlace(store, where, identity, manifest);
     checks.expect(
       name,
       state.kind === 'same',
@@ -436,12 +437,12 @@ async function checkCopyInProduction(
   store: Store,
   where: Place,
   identity: PackageIdentity,
-  digest: string,
+  manifest: ManifestBytes,
   checks: CheckList,
 ): Promise<void> {
   const name = `production-${where.scheme}`;
   try {
-    const state = await inspectPlace(store, where, identity, digest);
+    const state = await inspectPlace(store, where, identity, manifest);
     const ok = state.kind === 'free' || state.kind === 'same';
     checks.expect(
       name,

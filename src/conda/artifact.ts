@@ -4,6 +4,7 @@
  * deterministically: the same package file always gives the same manifest digest.
  */
 import { packArtifact, type Artifact } from '../oci/artifact.js';
+import { canonicalJson } from '../util/canonical-json.js';
 import { ProtocolError } from '../oci/errors.js';
 import {
   descriptorOf,
@@ -11,6 +12,7 @@ import {
   type Annotations,
   type Descriptor,
   type ImageManifest,
+  type ManifestBytes,
 } from '../oci/manifest.js';
 import {
   ANNOTATION_CREATED,
@@ -52,6 +54,21 @@ export interface ProvenanceOptions {
   revision?: string | undefined;
 }
 
+export const INFO_LAYER_TITLE = 'info.tar.gz';
+export const INDEX_LAYER_TITLE = 'index.json';
+
+/**
+ * The form of a package manifest that readers predating OCI 1.1 accept (conda-oci-mirror's
+ * schema, from oras-py, refuses any `artifactType`): the same manifest without it, over the
+ * same blobs. Deterministic, so a v0 name's digest follows from the v1 manifest's.
+ */
+export function withoutArtifactType(manifest: ManifestBytes): ManifestBytes {
+  const parsed = JSON.parse(new TextDecoder().decode(manifest.bytes)) as Record<string, unknown>;
+  if (parsed.artifactType === undefined) return manifest;
+  delete parsed.artifactType;
+  return { mediaType: manifest.mediaType, bytes: canonicalJson(parsed) };
+}
+
 /** Builds the artifact; `packageContent` re-reads the package bytes for the upload. */
 export function buildPackageArtifact(
   pkg: PackageContents,
@@ -64,8 +81,13 @@ export function buildPackageArtifact(
     size: pkg.size,
     annotations: { [ANNOTATION_PACKAGE_MD5]: pkg.md5, [ANNOTATION_TITLE]: pkg.fileName },
   };
-  const infoLayer = descriptorOf(MEDIA_TYPE_CONDA_INFO, pkg.infoTarGz);
-  const indexLayer = descriptorOf(MEDIA_TYPE_CONDA_INDEX, pkg.indexJson);
+  // Titles name the files a generic client (oras pull) writes, as conda-oci-mirror named them.
+  const infoLayer = descriptorOf(MEDIA_TYPE_CONDA_INFO, pkg.infoTarGz, {
+    [ANNOTATION_TITLE]: INFO_LAYER_TITLE,
+  });
+  const indexLayer = descriptorOf(MEDIA_TYPE_CONDA_INDEX, pkg.indexJson, {
+    [ANNOTATION_TITLE]: INDEX_LAYER_TITLE,
+  });
   const annotations: Annotations = {
     [ANNOTATION_SCHEMA]: '1',
     [ANNOTATION_PACKAGE_NAME]: pkg.index.name,

@@ -10,6 +10,7 @@
  * Commands ask for an artifact's locations and loop over them; the rules that keep v0 names out of
  * other packages' way live here, and only here. Everything in this module is pure.
  */
+import { createHash } from 'node:crypto';
 import { InvalidReferenceError, OciError } from '../oci/errors.js';
 import {
   classifyComponent,
@@ -20,6 +21,7 @@ import {
   v0PackageReference,
   v0RepodataReference,
   LATEST_TAG,
+  MAX_ENCODED_TAG_LENGTH,
   type OciName,
   type PackageIdentity,
 } from './naming.js';
@@ -27,12 +29,25 @@ import {
 /** Where a package is stored, relative to the channel prefix. */
 export interface PackageLocation extends OciName {
   scheme: 'v1' | 'v0';
+  /**
+   * The manifest's form there: `canonical`, the artifact itself; `pre-oci-1.1`, the same manifest
+   * without `artifactType` (conda-oci-mirror's schema refuses it), over the same blobs.
+   */
+  form: ManifestForm;
 }
 
-/** A copy of a subdir's repodata for readers of the older layout. */
+export type ManifestForm = 'canonical' | 'pre-oci-1.1';
+
+/** A copy of a subdir's repodata for readers of the older layout (always in the pre-OCI-1.1 form). */
 export interface RepodataCopy extends OciName {
-  /** `all`: the v1 manifest itself (JSON, zstd and gzip layers); `zstd`: only the zstd layer. */
-  layers: 'all' | 'zstd';
+  /**
+   * `all`: the v1 manifest's layers (JSON, zstd and gzip); `zstd`: only the zstd layer; `none`:
+   * no repodata layer at all, so that a client probing for sharded repodata (pixi, rattler:
+   * `repodata_shards.msgpack.zst:latest`) finds a manifest without the layer it wants and falls
+   * back to repodata.json, instead of failing on the registry's 403 or 404 for a name that does
+   * not exist.
+   */
+  layers: 'all' | 'zstd' | 'none';
 }
 
 export interface Naming {
@@ -75,7 +90,19 @@ const REFERRER_TAG = /^sha256-[0-9a-f]{64}(?:\..+)?$/;
 
 function v1Location(subdir: string, identity: PackageIdentity): PackageLocation {
   const { repository, tag } = packageReference(subdir, identity.name, identity.version, identity.build);
-  return { scheme: 'v1', repository, tag };
+  return { scheme: 'v1', repository, tag, form: 'canonical' };
+}
+
+/**
+ * A v0 tag longer than the OCI grammar allows gets a deterministic short form: its first 110
+ * characters, `-h` and 16 hex of its SHA-256. v0 has no rule for this; rattler fetches a v0
+ * package's blob by its sha256 from `<subdir>/<name>` (no tag needed) and mamba computes tags
+ * it could not have stored anyway, so any deterministic tag that keeps the manifest (and its
+ * blobs) alive in the repository serves them.
+ */
+function shortV0Tag(tag: string): string {
+  if (tag.length <= MAX_ENCODED_TAG_LENGTH) return tag;
+  return `${tag.slice(0, MAX_ENCODED_TAG_LENGTH - 18)}-h${createHash('sha256').update(tag).digest('hex').slice(0, 16)}`;
 }
 
 /** True when a conforming v1 writer could store some package at `component:tag`. */
@@ -99,8 +126,10 @@ function couldBeV1Name(component: string, tag: string): boolean {
  * fallback tag (`sha256-<hex>`, which holds the referrers index of another manifest).
  */
 export function v0Location(subdir: string, identity: PackageIdentity, unchecked = false): PackageLocation {
-  const { repository, tag } = v0PackageReference(subdir, identity.name, identity.version, identity.build);
-  if (unchecked) return { scheme: 'v0', repository, tag };
+  const reference = v0PackageReference(subdir, identity.name, identity.version, identity.build);
+  const { repository } = reference;
+  const tag = shortV0Tag(reference.tag);
+  if (unchecked) return { scheme: 'v0', repository, tag, form: 'pre-oci-1.1' };
   const component = repository.slice(subdir.length + 1);
   const ours = `${identity.name} ${identity.version} ${identity.build}`;
   const refuse = (why: string): never => {
@@ -112,7 +141,7 @@ export function v0Location(subdir: string, identity: PackageIdentity, unchecked 
     refuse(`is where the v0 repodata of ${subdir} lives`);
   if (REFERRER_TAG.test(tag)) refuse('is a referrers fallback tag');
   if (couldBeV1Name(component, tag)) refuse('could be the v1 name of another package');
-  return { scheme: 'v0', repository, tag };
+  return { scheme: 'v0', repository, tag, form: 'pre-oci-1.1' };
 }
 
 export const NAMING_V1: Naming = {
@@ -133,6 +162,7 @@ export const NAMING_V1_V0: Naming = {
     return [
       { ...repodata, layers: 'all' },
       { repository: `${subdir}/${V0_REPODATA_ZST}`, tag: LATEST_TAG, layers: 'zstd' },
+      { repository: `${subdir}/${V0_SHARDS}`, tag: LATEST_TAG, layers: 'none' },
     ];
   },
   copyComponents: V0_COPY_COMPONENTS,
@@ -157,7 +187,7 @@ export function isV0NameOf(
   identity: PackageIdentity,
 ): boolean {
   try {
-    const v0 = v0PackageReference(subdir, identity.name, identity.version, identity.build);
+    const v0 = v0Location(subdir, identity, true);
     return v0.tag === tag && (repository === v0.repository || repository.endsWith(`/${v0.repository}`));
   } catch {
     return false;

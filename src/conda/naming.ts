@@ -392,8 +392,8 @@ export function encodeV0Tag(versionBuild: string): string {
 
 /**
  * The v0 repository `<subdir>/<name>` (`zzz` prepended to a leading `_`) and tag
- * `<version>-<build>` in the v0 spelling. v0 has no hashing: what does not fit the OCI grammar is
- * refused.
+ * `<version>-<build>` in the v0 spelling. v0 has no hashing: characters outside the OCI grammar
+ * are refused; a tag over its length is shortened by the naming scheme (naming-scheme.ts).
  */
 export function v0PackageReference(
   subdir: string,
@@ -410,10 +410,10 @@ export function v0PackageReference(
     );
   }
   const tag = encodeV0Tag(`${version}-${build}`);
-  if (!isTag(tag)) {
+  // Any length: a v0 tag too long for the OCI grammar is shortened by the naming scheme.
+  if (!/^[a-zA-Z0-9_][a-zA-Z0-9._-]*$/.test(tag)) {
     throw new InvalidReferenceError(
-      `package "${name}" (version "${version}", build "${build}") cannot be stored in the v0 layout: tag "${tag}" does not match ` +
-        `the OCI tag grammar (at most ${MAX_ENCODED_TAG_LENGTH} characters)`,
+      `package "${name}" (version "${version}", build "${build}") cannot be stored in the v0 layout: tag "${tag}" does not match the OCI tag grammar`,
     );
   }
   return { repository: `${subdir}/${component}`, tag, hashed: false };
