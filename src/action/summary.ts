@@ -1,6 +1,6 @@
 /** The job summary: one table per run, every artifact, and every failed check. */
 import * as core from '@actions/core';
-import { type CommandResult } from '../commands/report.js';
+import { summarySentence, type CommandResult } from '../commands/report.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { redact } from '../redact.js';
 
@@ -34,16 +34,12 @@ export async function writeSummary(result: CommandResult): Promise<void> {
     a.reference ? `<code>${escapeHtml(a.reference)}</code>` : '',
     ...(proven ? [a.requester ? escapeHtml(a.requester) : 'none'] : []),
   ]);
-  const counts = Object.entries(result.summary)
-    .filter(([k]) => k !== 'total' && k !== 'bytesSent')
-    .map(([k, v]) => `${v} ${k}`)
-    .join(', ');
   const summary = core.summary
     .addHeading(`conda-oci ${result.command}`, 3)
     .addRaw(
       `${Object.entries(result.channels)
         .map(([role, url]) => `${role}: <code>${escapeHtml(url)}</code>`)
-        .join(' · ')}<br>${result.summary.total} artifact(s): ${counts}`,
+        .join(' · ')}<br>${escapeHtml(summarySentence(result))}`,
       true,
     )
     .addTable([header, ...rows]);

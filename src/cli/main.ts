@@ -4,14 +4,13 @@
  * document on stdout. Exit status: 0 all succeeded, 1 an artifact failed, 2 usage or
  * configuration error.
  */
-import type { CommandResult } from '../commands/report.js';
+import { summarySentence, type CommandResult } from '../commands/report.js';
 import { findCommand } from '../core/commands.js';
 import { execute, TOOL, type Environment } from '../core/execute.js';
 import { InvalidReferenceError } from '../oci/errors.js';
 import { redact } from '../redact.js';
 import { UsageError } from '../usage.js';
 import { describeError } from '../util/describe-error.js';
-import { formatBytes } from '../util/format-bytes.js';
 import { parseCommandLine } from './args.js';
 import { commandHelp, overview } from './help.js';
 import { stderrReporter, writeStderr } from './reporter.js';
@@ -60,21 +59,9 @@ export async function main(argv: string[], environment: Partial<Environment> = {
   }
 }
 
-/** How the summary's counters read in prose (the result document keeps its keys). */
-const COUNTER_WORDS: Record<string, (n: number) => string> = {
-  bytesSent: (n) => `${formatBytes(n)} sent`,
-  httpBytesSent: (n) => `${formatBytes(n)} sent over HTTP`,
-  httpBytesReceived: (n) => `${formatBytes(n)} received over HTTP`,
-  requests: (n) => `${n} request${n === 1 ? '' : 's'}`,
-};
-
 function printSummary(result: CommandResult): void {
   if (result.command === 'serve') return;
-  const counts = Object.entries(result.summary)
-    .filter(([k]) => k !== 'total')
-    .map(([k, v]) => COUNTER_WORDS[k]?.(v) ?? `${v} ${k}`)
-    .join(', ');
-  writeStderr(`${result.command}: ${result.summary.total} artifact(s): ${counts || 'nothing to do'}`);
+  writeStderr(summarySentence(result));
   const where = (a: { subdir: string; file: string }) => `${a.subdir ? `${a.subdir}/` : ''}${a.file}`;
   for (const a of result.artifacts.filter((x) => x.status === 'skipped'))
     writeStderr(`  skipped ${where(a)}: ${a.error ?? ''}`);

@@ -2,6 +2,7 @@
  * What every command hands back: one entry per artifact, and the progress it reports on the way.
  * The CLI prints these to stderr; the action sends them to the workflow log and job summary.
  */
+import { formatBytes } from '../util/format-bytes.js';
 
 export type ProgressUnit = 'bytes' | 'items';
 
@@ -101,4 +102,35 @@ export function finish(
     summary: { ...countStatuses(artifacts), ...extra },
     exitCode: artifacts.some((a) => a.status === 'failed') ? 1 : 0,
   };
+}
+
+/** How the summary's counters read in prose (the result document keeps its keys). */
+const COUNTER_WORDS: Record<string, (n: number) => string> = {
+  bytesSent: (n) => `${formatBytes(n)} sent`,
+  httpBytesSent: (n) => `${formatBytes(n)} sent over HTTP`,
+  httpBytesReceived: (n) => `${formatBytes(n)} received over HTTP`,
+  requests: (n) => `${n} request${n === 1 ? '' : 's'}`,
+};
+
+/** repodata's counters are about packages; its artifacts are the documents it wrote. */
+const REPODATA_COUNTERS = ['records', 'fetched', 'cached', 'skipped'];
+
+/**
+ * The result in one sentence, for the CLI and the job summary: `upload: 9 artifact(s): 9
+ * uploaded, 45.7 KiB sent`, or for repodata `repodata: 9 package(s) indexed (9 read, 0 from the
+ * cache, 0 left out); 9 document(s): 9 uploaded`.
+ */
+export function summarySentence(result: CommandResult): string {
+  const { total = 0, ...rest } = result.summary;
+  const isRepodata = result.command === 'repodata' && 'records' in rest;
+  const counts = Object.entries(rest)
+    .filter(([k]) => !isRepodata || !REPODATA_COUNTERS.includes(k))
+    .map(([k, v]) => COUNTER_WORDS[k]?.(v) ?? `${v} ${k}`)
+    .join(', ');
+  if (!isRepodata) return `${result.command}: ${total} artifact(s): ${counts || 'nothing to do'}`;
+  const n = (k: string) => rest[k] ?? 0;
+  return (
+    `${result.command}: ${n('records')} package(s) indexed (${n('fetched')} read, ${n('cached')} from the cache, ` +
+    `${n('skipped')} left out); ${total} document(s): ${counts || 'nothing to do'}`
+  );
 }
