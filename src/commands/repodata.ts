@@ -178,6 +178,9 @@ export async function loadPatchInstructions(path: string): Promise<InstructionsF
 // ---------------------------------------------------------------------------------------------
 // Reading artifacts
 
+/** Phases with fewer items than this end in moments: no progress lines for them. */
+const PROGRESS_MIN_ITEMS = 500;
+
 /** An artifact that is not a well-formed package: left out, with a warning. */
 class NotAPackage extends Error {
   override readonly name = 'NotAPackage';
@@ -481,9 +484,16 @@ async function indexSubdir(
     : { entries: new Map<string, CachedArtifact>() };
   if (cache.ignored) reporter.warn(`cache: ${cache.ignored}`);
 
+  // Minutes on a large channel: progress for both phases (live on a terminal, a line per tenth in
+  // logs), where there is enough to take a while.
+  const progressOf = (count: number) =>
+    count >= PROGRESS_MIN_ITEMS ? reporter.progress?.bind(reporter) : undefined;
+  const listProgress = progressOf(repositories.length);
+  let listed = 0;
   const tagLists = await mapLimit(repositories, concurrency, async (repository) => {
     const tags: string[] = [];
     for await (const t of store.repository(repository.name).listTags()) if (isPackageTag(t)) tags.push(t);
+    listProgress?.(`${subdir}: tag lists`, ++listed, repositories.length, 'items');
     return tags.sort().map((t): WorkItem => {
       const cached = cache.entries.get(cacheKey(repository.component, t));
       return { repository, tag: t, ...(cached ? { cached } : {}) };
@@ -496,7 +506,17 @@ async function indexSubdir(
   let reused = 0;
   let skipped = 0;
   let v0Names = 0;
+  const readProgress = progressOf(items.length);
+  let done = 0;
   const artifacts = await mapLimit(items, concurrency, async (item): Promise<CachedArtifact | undefined> => {
+    try {
+      return await readOrReuse(item);
+    } finally {
+      readProgress?.(`${subdir}: records`, ++done, items.length, 'items');
+    }
+  });
+
+  async function readOrReuse(item: WorkItem): Promise<CachedArtifact | undefined> {
     try {
       if (item.cached) {
         if (!options.verify) {
@@ -526,7 +546,7 @@ async function indexSubdir(
       reporter.warn(`left out of ${subdir} repodata: ${describeError(err)}`);
       return undefined;
     }
-  });
+  }
 
   // One record per file name: a second artifact claiming the same file is left out.
   const byFile = new Map<string, CachedArtifact>();
