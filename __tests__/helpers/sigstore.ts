@@ -215,6 +215,15 @@ export async function startSigstore(options: SigstoreStandInOptions): Promise<Si
   }
   if (options.tsa ?? false) {
     const tsa = await initializeTSA(ecKeyPair());
+    // The mock writes genTime as asn1js does, with the trailing zeros of the milliseconds cut
+    // ("…05.12Z"); @sigstore/core reads only three digits or none, so one timestamp in ten
+    // would not parse ("invalid time"). A millisecond that ends in 0 is moved on by one.
+    (tsa as unknown as { getCurrentTime: () => Date }).getCurrentTime = () => {
+      const now = new Date();
+      const ms = now.getUTCMilliseconds();
+      if (ms !== 0 && ms % 10 === 0) now.setUTCMilliseconds(ms + 1);
+      return now;
+    };
     const handler = tsaHandler(tsa);
     routes.set(handler.path, handler.fn);
     root.timestampAuthorities = [
